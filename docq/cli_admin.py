@@ -1,0 +1,204 @@
+"""Administration commands: list, retry, cancel, purge, export, workers, doctor, top,
+copy and bench. Registered on `docq.cli.app`; same rules: parse, call, render."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+
+from docq.cli import JsonOption, app, duration, finish, service, settings, state
+from docq.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, UsageError
+
+StatusOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--status",
+        "-s",
+        metavar="STATUS",
+        help="pending, retrying, in_progress, completed, failed or cancelled (repeat, or comma-separate).",
+    ),
+]
+OperationFilter = Annotated[
+    str | None, typer.Option("--operation", "-o", metavar="NAME", help="Only this operation.")
+]
+ErrorFilter = Annotated[
+    str | None, typer.Option("--error", metavar="TEXT", help="Only items whose last error contains TEXT.")
+]
+SinceFilter = Annotated[
+    float | None,
+    typer.Option(
+        parser=duration, metavar="DURATION", help="Only items queued within this long (e.g. 2h, 7d)."
+    ),
+]
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Show what would change; change nothing.")]
+
+
+def _statuses(values: list[str] | None) -> tuple[str, ...]:
+    return tuple(part.strip() for value in values or [] for part in value.split(",") if part.strip())
+
+
+def _item_filter(
+    status: list[str] | None,
+    operation: str | None,
+    error: str | None,
+    since: float | None,
+    limit: int | None,
+) -> object:
+    from docq.views import ItemFilter
+
+    return ItemFilter(
+        statuses=_statuses(status),
+        operation=operation,
+        error=error,
+        since=None if since is None else time.time() - since,
+        limit=limit,
+    )
+
+
+@app.command("list")
+def list_(
+    status: StatusOption = None,
+    operation: OperationFilter = None,
+    error: ErrorFilter = None,
+    since: SinceFilter = None,
+    limit: Annotated[int, typer.Option(min=1, help="Show at most this many items.")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """List queue items, newest first.
+
+    [bold]Examples[/]
+
+      docq list --status failed
+      docq list --status retrying,pending --operation ocr
+      docq list --error encrypted --since 1d --json
+    """
+    from docq import render_admin, views
+
+    where = _item_filter(status, operation, error, since, limit)
+    rows = views.list_items(service().db, where)  # type: ignore[arg-type]
+    render_admin.item_list(rows, as_json=as_json)
+
+
+@app.command()
+def retry(
+    items: Annotated[
+        list[int] | None, typer.Argument(metavar="ID...", help="Queue item ids.", show_default=False)
+    ] = None,
+    all_failed: Annotated[bool, typer.Option("--all-failed", help="Every failed item.")] = False,
+    error: ErrorFilter = None,
+    dry_run: DryRunOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Put failed items back to pending now, with a fresh attempt budget.
+
+    Their earlier attempts stay in the history (docq show).
+
+    [bold]Examples[/]
+
+      docq retry 41 42
+      docq retry --all-failed
+      docq retry --error "file missing" --dry-run
+    """
+    from docq import render_queue, views
+
+    if not items and not all_failed and error is None:
+        raise UsageError("nothing to retry: give item ids, --all-failed or --error TEXT")
+    queue = service()
+    ids = list(items or [])
+    if all_failed or error is not None:
+        where = views.ItemFilter(statuses=("failed",), error=error, limit=None)
+        ids += [i for i in views.item_ids(queue.db, where) if i not in ids]
+    changes = queue.retry(ids, dry_run=dry_run)
+    render_queue.changes(changes, as_json=as_json, dry_run=dry_run)
+
+
+@app.command()
+def cancel(
+    items: Annotated[
+        list[int], typer.Argument(metavar="ID...", help="Queue item ids, as docq list shows them.")
+    ],
+    dry_run: DryRunOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Cancel pending items; running ones are stopped by their worker.
+
+    A pending item is cancelled at once and its document goes back to its previous
+    state. A running item is marked to stop: its worker kills the processing child at
+    its next heartbeat and records it as cancelled.
+
+    [bold]Examples[/]
+
+      docq cancel 17
+      docq cancel 17 18 19 --dry-run
+    """
+    from docq import render_queue
+
+    changes = service().cancel(items, dry_run=dry_run)
+    render_queue.changes(changes, as_json=as_json, dry_run=dry_run)
+
+
+@app.command()
+def purge(
+    older_than: Annotated[
+        float,
+        typer.Option(
+            "--older-than",
+            parser=duration,
+            metavar="DURATION",
+            help="Items finished longer ago than this (e.g. 7d).",
+        ),
+    ],
+    status: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--status", "-s", metavar="STATUS", help="completed, failed, cancelled (default: all three)."
+        ),
+    ] = None,
+    dry_run: DryRunOption = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    vacuum: Annotated[
+        bool, typer.Option("--vacuum", help="Give the freed space back to the file system.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete old finished items, their history, and documents left with none.
+
+    Deletes in small batches, so workers are never held up for long. Asks before
+    deleting on a terminal; elsewhere needs --yes.
+
+    [bold]Examples[/]
+
+      docq purge --older-than 30d --dry-run
+      docq purge --older-than 7d --status completed --yes --vacuum
+    """
+    import sys
+
+    from docq import render_admin
+
+    statuses = _statuses(status) or ("completed", "failed", "cancelled")
+    queue = service()
+    planned = queue.purge(older_than=older_than, statuses=statuses, dry_run=True)
+    if dry_run or planned.items == 0:
+        render_admin.purge_result(planned, as_json=as_json, dry_run=True)
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            render_admin.purge_result(planned, as_json=False, dry_run=True, to_stderr=True)
+            raise UsageError("purge deletes data: add --yes to confirm (or --dry-run to look first)")
+        from rich.prompt import Confirm
+
+        question = (
+            f"Delete {planned.items} items, {planned.attempts} attempts and {planned.documents} documents?"
+        )
+        if not Confirm.ask(question, default=False):
+            render_admin.purge_result(planned, as_json=as_json, dry_run=True, cancelled=True)
+            finish(EXIT_OK)
+    removed = queue.purge(older_than=older_than, statuses=statuses)
+    if vacuum:
+        queue.vacuum()
+    render_admin.purge_result(removed, as_json=as_json, dry_run=False)
+
+
+_ = (EXIT_ERROR, EXIT_USAGE, settings, state)

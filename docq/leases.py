@@ -1,0 +1,304 @@
+"""The worker's side of the queue: claim, renew, finish and release leased items.
+
+These functions run inside a transaction that `DocumentQueueService` opens; they are the
+hot path, so they speak named SQL over the DB-API cursor (see `docq.queries`) and build
+no ORM objects. Every change to an item a worker holds is fenced by its lease token.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from docq import queries as q
+from docq.db import Tx
+from docq.paths import from_db
+from docq.retry import RetryPolicy
+from docq.states import DocumentStatus, Outcome
+
+Verdict = Literal["completed", "retrying", "failed", "cancelled", "released", "discarded"]
+"""What became of a finished attempt. ``discarded``: the lease was lost, the result dropped."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    """An item a worker holds: what to run, on what, and the token that fences its result."""
+
+    item_id: int
+    document_id: int
+    operation: str
+    attempt: int
+    max_attempts: int | None
+    priority: int
+    path: str
+    sha256: str | None
+    token: str
+    worker: str
+    started_at: float
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """How one attempt ended, as the worker reports it to `finish`.
+
+    ``ok`` with ``metadata`` stores an extraction (text and metadata on the document);
+    ``ok`` without it stores a command's output (``text`` and ``note``). A failure carries
+    ``error`` and whether it is ``permanent``. ``cancelled`` marks an attempt stopped on request.
+    """
+
+    lease: Lease
+    ok: bool
+    text: str | None = None
+    metadata: dict[str, Any] | None = None
+    note: str | None = None
+    error: str | None = None
+    permanent: bool = False
+    cancelled: bool = False
+
+
+def new_worker_id(tag: str) -> str:
+    """A worker id that names its host and process: ``host:pid:tag``."""
+    import os
+
+    return f"{socket.gethostname()}:{os.getpid()}:{tag}"
+
+
+def sweep_expired(tx: Tx, now: float, max_attempts: int) -> list[int]:
+    """Move items whose lease expired back to pending (or failed, or cancelled), recording
+    each lost attempt as ``abandoned``. Returns the ids of the items moved."""
+    error = "transient: abandoned: the worker's lease expired (it died, hung or lost the database)"
+    rows = tx.all(q.SWEEP_EXPIRED, {"now": now, "max_attempts": max_attempts, "error": error})
+    if not rows:
+        return []
+    tx.executemany(
+        q.RECORD_ATTEMPT,
+        [
+            {
+                "item_id": item_id,
+                "attempt": attempts,
+                "worker": worker,
+                "started_at": started_at,
+                "now": now,
+                "outcome": Outcome.ABANDONED.value,
+                "error": "lease expired",
+            }
+            for item_id, _doc, attempts, worker, started_at, _status in rows
+        ],
+    )
+    for _item, document_id, _attempts, _worker, _started, status in rows:
+        if status == "cancelled":
+            restore_document_status(tx, document_id, now)
+        else:
+            set_document_status(tx, document_id, _mirror(status), now)
+    return [row[0] for row in rows]
+
+
+def claim(
+    tx: Tx, *, lane: str, limit: int, lease_seconds: float, worker: str, token: str, now: float
+) -> list[Lease]:
+    """Take up to ``limit`` due items of ``lane`` for ``worker``, leased for ``lease_seconds``.
+
+    Runs the expiry sweep first, so expired items are claimable by this same query.
+    Leases come back in claim order (priority, then age).
+    """
+    params = {
+        "lane": lane,
+        "limit": limit,
+        "lease": lease_seconds,
+        "worker": worker,
+        "token": token,
+        "now": now,
+    }
+    sql = q.CLAIM_SQLITE if tx.backend == "sqlite" else q.CLAIM_POSTGRES
+    rows = tx.all(sql, params)
+    if not rows:
+        return []
+    leases = [
+        Lease(
+            item_id=row[0],
+            document_id=row[1],
+            operation=row[2],
+            attempt=row[3],
+            max_attempts=row[4],
+            priority=row[5],
+            path=from_db(row[7]),
+            sha256=row[8],
+            token=token,
+            worker=worker,
+            started_at=row[6],
+        )
+        for row in rows
+    ]
+    leases.sort(key=lambda lease: (-lease.priority, lease.item_id))
+    tx.executemany(
+        q.SET_DOCUMENT_STATUS,
+        [
+            {"status": DocumentStatus.PROCESSING.value, "now": now, "id": lease.document_id}
+            for lease in leases
+        ],
+    )
+    return leases
+
+
+def renew(tx: Tx, tokens: Iterable[str], *, lease_seconds: float, now: float) -> set[int]:
+    """Extend the leases held under ``tokens``; returns the ids of those items whose
+    cancellation was requested meanwhile (the worker must stop them)."""
+    cancelled: set[int] = set()
+    for token in tokens:
+        tx.execute(q.RENEW_LEASES, {"token": token, "lease": lease_seconds, "now": now})
+        cancelled.update(row[0] for row in tx.all(q.CANCEL_REQUESTS, {"token": token}))
+    return cancelled
+
+
+def finish(tx: Tx, results: Sequence[AttemptResult], policy: RetryPolicy, now: float) -> list[Verdict]:
+    """Record how each attempt ended, fenced by its lease: completed, retrying (back to
+    pending after the backoff delay), failed for good, or cancelled. A result whose lease
+    was lost meanwhile is ``discarded`` and changes nothing."""
+    verdicts: list[Verdict] = []
+    history: list[dict[str, Any]] = []
+    for result in results:
+        verdict = _finish_one(tx, result, policy, now)
+        verdicts.append(verdict)
+        if verdict == "discarded":
+            continue
+        lease = result.lease
+        outcome = {
+            "completed": Outcome.COMPLETED,
+            "cancelled": Outcome.CANCELLED,
+        }.get(verdict, Outcome.FAILED)
+        history.append(
+            {
+                "item_id": lease.item_id,
+                "attempt": lease.attempt,
+                "worker": lease.worker,
+                "started_at": lease.started_at,
+                "now": now,
+                "outcome": outcome.value,
+                "error": None if result.ok else error_text(result, verdict),
+            }
+        )
+    if history:
+        tx.executemany(q.RECORD_ATTEMPT, history)
+    return verdicts
+
+
+def _finish_one(tx: Tx, result: AttemptResult, policy: RetryPolicy, now: float) -> Verdict:
+    lease = result.lease
+    fence = {"id": lease.item_id, "token": lease.token, "now": now}
+    if result.cancelled:
+        if tx.execute(q.CANCEL_RUNNING, fence).rowcount != 1:
+            return "discarded"
+        restore_document_status(tx, lease.document_id, now)
+        return "cancelled"
+    if result.ok:
+        if tx.execute(q.COMPLETE, fence).rowcount != 1:
+            return _recognise_own_commit(tx, lease)
+        _store_result(tx, result, now)
+        return "completed"
+    retry = policy.should_retry(lease.attempt, permanent=result.permanent, max_attempts=lease.max_attempts)
+    if retry:
+        delay = policy.delay(lease.attempt)
+        changed = tx.execute(
+            q.RETRY_LATER, {**fence, "delay": delay, "error": error_text(result, "retrying")}
+        )
+        status = DocumentStatus.PENDING
+    else:
+        changed = tx.execute(q.FAIL, {**fence, "error": error_text(result, "failed")})
+        status = DocumentStatus.FAILED
+    if changed.rowcount != 1:
+        return "discarded"
+    set_document_status(tx, lease.document_id, status, now)
+    return "retrying" if retry else "failed"
+
+
+def release(tx: Tx, leases: Sequence[Lease], now: float) -> int:
+    """Give unfinished items back to pending at once without counting the attempt (the
+    worker is shutting down). Returns how many were still held and given back."""
+    released = 0
+    for lease in leases:
+        if tx.execute(q.RELEASE, {"id": lease.item_id, "token": lease.token, "now": now}).rowcount != 1:
+            continue
+        released += 1
+        tx.execute(
+            q.RECORD_ATTEMPT,
+            {
+                "item_id": lease.item_id,
+                "attempt": lease.attempt,
+                "worker": lease.worker,
+                "started_at": lease.started_at,
+                "now": now,
+                "outcome": Outcome.RELEASED.value,
+                "error": "released: the worker shut down before it finished (not counted as an attempt)",
+            },
+        )
+        set_document_status(tx, lease.document_id, DocumentStatus.PENDING, now)
+    return released
+
+
+def _recognise_own_commit(tx: Tx, lease: Lease) -> Verdict:
+    # The fenced update matched nothing. If the item is completed under our own token,
+    # an earlier commit of this very result went through before the connection dropped.
+    row = tx.one(q.LEASE_STATE, {"id": lease.item_id})
+    if row is not None and row[0] == "completed" and row[1] == lease.token:
+        return "completed"
+    return "discarded"
+
+
+def _store_result(tx: Tx, result: AttemptResult, now: float) -> None:
+    lease = result.lease
+    if result.metadata is not None:
+        metadata = result.metadata
+        tx.execute(
+            q.STORE_EXTRACTION,
+            {
+                "id": lease.document_id,
+                "text": result.text,
+                "metadata": json.dumps(metadata, ensure_ascii=False),
+                "sha256": metadata.get("sha256"),
+                "size": metadata.get("size"),
+                "mime_type": metadata.get("mime_type"),
+                "extractor": metadata.get("extractor_version"),
+                "now": now,
+            },
+        )
+        return
+    tx.execute(q.STORE_OUTPUT, {"item_id": lease.item_id, "text": result.text, "note": result.note})
+    set_document_status(tx, lease.document_id, DocumentStatus.PROCESSED, now)
+
+
+def error_text(result: AttemptResult, verdict: str) -> str:
+    """The stored error says which kind of failure it was: ``permanent: ...`` (not retried)
+    or ``transient: ...`` (retried while attempts are left)."""
+    if result.cancelled:
+        return "cancelled while running"
+    kind = "permanent" if result.permanent else "transient"
+    return f"{kind}: {result.error or 'unknown error'}"
+
+
+def set_document_status(tx: Tx, document_id: int, status: DocumentStatus | str, now: float) -> None:
+    """Mirror an item's new state on its document."""
+    tx.execute(q.SET_DOCUMENT_STATUS, {"status": str(status), "now": now, "id": document_id})
+
+
+def restore_document_status(tx: Tx, document_id: int, now: float) -> None:
+    """After a cancel: the document takes the state of its latest item that was not
+    cancelled, or ``cancelled`` if it never had one."""
+    latest = tx.scalar(q.LATEST_LIVE_ITEM_STATUS, {"id": document_id})
+    status = _mirror(latest) if latest is not None else DocumentStatus.CANCELLED
+    set_document_status(tx, document_id, status, now)
+
+
+_MIRROR = {
+    "pending": DocumentStatus.PENDING,
+    "in_progress": DocumentStatus.PROCESSING,
+    "completed": DocumentStatus.PROCESSED,
+    "failed": DocumentStatus.FAILED,
+    "cancelled": DocumentStatus.CANCELLED,
+}
+
+
+def _mirror(item_status: str) -> DocumentStatus:
+    return _MIRROR[item_status]

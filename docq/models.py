@@ -1,0 +1,179 @@
+"""The schema: SQLModel tables (the status enums live in `docq.states`). No queries here.
+
+Times are stored as seconds since the Unix epoch (a float, UTC), which both SQLite and
+PostgreSQL compare and index cheaply; the CLI shows them as ISO 8601. On PostgreSQL the
+queue's own times come from the server's clock, so workers with skewed clocks agree.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Computed, Index, String, text
+from sqlmodel import Field, SQLModel
+
+from docq.states import (
+    ACTIVE_STATUSES,
+    FINISHED_STATUSES,
+    LANE_SQL,
+    DocumentStatus,
+    ItemStatus,
+    Outcome,
+    lane_of,
+)
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "FINISHED_STATUSES",
+    "LANE_SQL",
+    "Attempt",
+    "Document",
+    "DocumentStatus",
+    "ItemOutput",
+    "ItemStatus",
+    "Meta",
+    "Outcome",
+    "QueueCount",
+    "QueueItem",
+    "Worker",
+    "lane_of",
+]
+
+
+class Document(SQLModel, table=True):
+    """A file docq knows, identified by its resolved absolute path."""
+
+    __tablename__ = "documents"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused after a purge
+
+    id: int | None = Field(default=None, primary_key=True)
+    path: str = Field(unique=True)
+    size: int = Field(sa_type=BigInteger)
+    sha256: str
+    mime_type: str
+    status: str = Field(default=DocumentStatus.PENDING)
+    metadata_json: str | None = None  # the extraction's metadata, a JSON object
+    text: str | None = None  # the extracted text
+    extractor: str | None = None  # extractor version that produced text/metadata
+    created_at: float
+    updated_at: float
+    processed_at: float | None = None
+
+
+class QueueItem(SQLModel, table=True):
+    """One operation to run on one document, and where it stands."""
+
+    __tablename__ = "queue_items"
+    __table_args__ = (
+        # Claims: due pending items of one lane, highest priority first, then FIFO.
+        Index(
+            "ix_items_claim",
+            "lane",
+            text("priority DESC"),
+            "id",
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
+        # Expired leases, probed at every claim; only in-progress rows are indexed.
+        Index(
+            "ix_items_lease",
+            "lease_expires_at",
+            sqlite_where=text("status = 'in_progress'"),
+            postgresql_where=text("status = 'in_progress'"),
+        ),
+        # Pending items that failed before: the "retrying" count and the next retry.
+        Index(
+            "ix_items_retrying",
+            "next_run_at",
+            sqlite_where=text("status = 'pending' AND attempts > 0"),
+            postgresql_where=text("status = 'pending' AND attempts > 0"),
+        ),
+        Index("ix_items_status", "status", "id"),
+        Index(
+            "ix_items_finished",
+            "finished_at",
+            sqlite_where=text("finished_at IS NOT NULL"),
+            postgresql_where=text("finished_at IS NOT NULL"),
+        ),
+        Index("ix_items_document", "document_id", "operation"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    document_id: int = Field(foreign_key="documents.id")
+    operation: str = Field(default="process")
+    lane: str | None = Field(default=None, sa_column=Column(String, Computed(LANE_SQL, persisted=True)))
+    priority: int = 0
+    status: str = Field(default=ItemStatus.PENDING)
+    attempts: int = 0  # attempts started (released ones are given back)
+    max_attempts: int | None = None  # None: the worker's --max-attempts
+    sha256: str | None = None  # the document's content when this item was queued
+    next_run_at: float
+    lease_token: str | None = None  # kept after completion, to recognise our own commit
+    lease_expires_at: float | None = None
+    worker_id: str | None = None  # owner of the current or last attempt: host:pid:tag
+    started_at: float | None = None
+    cancel_requested: bool = False
+    last_error: str | None = None
+    created_at: float
+    finished_at: float | None = None
+
+
+class Attempt(SQLModel, table=True):
+    """One finished attempt at a queue item: the item's history."""
+
+    __tablename__ = "attempts"
+    __table_args__ = (Index("ix_attempts_item", "item_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    item_id: int = Field(foreign_key="queue_items.id")
+    attempt: int
+    worker_id: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    outcome: str
+    error: str | None = None
+
+
+class ItemOutput(SQLModel, table=True):
+    """What a custom operation's command printed: stdout as the result, stderr's tail as a note."""
+
+    __tablename__ = "item_outputs"
+
+    item_id: int = Field(primary_key=True, foreign_key="queue_items.id")
+    text: str | None = None
+    note: str | None = None
+
+
+class Worker(SQLModel, table=True):
+    """A `docq work` process, registered when it starts and kept fresh by its heartbeat."""
+
+    __tablename__ = "workers"
+
+    id: str = Field(primary_key=True)
+    host: str
+    pid: int
+    lane: str = ""
+    started_at: float
+    heartbeat_at: float
+    stopped_at: float | None = None
+    current_items: str | None = None  # comma-separated queue item ids
+    items_done: int = 0
+
+
+class QueueCount(SQLModel, table=True):
+    """Items per (operation, status), kept by triggers on SQLite so that stats never
+    scan the finished history. PostgreSQL counts with a query instead (see db.py)."""
+
+    __tablename__ = "queue_counts"
+
+    operation: str = Field(primary_key=True)
+    status: str = Field(primary_key=True)
+    n: int = 0
+
+
+class Meta(SQLModel, table=True):
+    """Key/value facts about the database itself, such as its schema version."""
+
+    __tablename__ = "docq_meta"
+
+    key: str = Field(primary_key=True)
+    value: str

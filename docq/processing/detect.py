@@ -1,0 +1,162 @@
+"""Type detection from a file's first bytes; the extension only breaks ties.
+
+Detection must stay cheap because enqueue runs it on every file: it looks at bytes
+already read, and opens the file again only for ZIP containers, whose type is inside.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import zipfile
+
+PDF = "application/pdf"
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+HTML = "text/html"
+TEXT = "text/plain"
+MARKDOWN = "text/markdown"
+EMPTY = "application/x-empty"
+ZIP = "application/zip"
+BINARY = "application/octet-stream"
+OLE = "application/msword"
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+_SAMPLE = 8192
+"""Bytes of a file's start that decide whether it is text."""
+
+BOMS = (  # UTF-32 first: its little-endian BOM starts with UTF-16's.
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"II*\x00", "image/tiff"),
+    (b"MM\x00*", "image/tiff"),
+    (b"\x1f\x8b", "application/gzip"),
+    (b"\xfd7zXZ\x00", "application/x-xz"),
+    (b"7z\xbc\xaf\x27\x1c", "application/x-7z-compressed"),
+    (b"Rar!\x1a\x07", "application/vnd.rar"),
+    (b"\x7fELF", "application/x-executable"),
+    (b"SQLite format 3\x00", "application/vnd.sqlite3"),
+    (b"{\\rtf", "application/rtf"),
+    (b"%!PS", "application/postscript"),
+    (OLE_MAGIC, OLE),
+)
+
+# OLE2 is a container for all of Microsoft's legacy formats: the extension names the kind.
+# Word also wraps a password-protected DOCX in OLE2; the DOCX extractor tells it so.
+_OLE_BY_EXTENSION = {
+    ".docx": DOCX,
+    ".xls": "application/vnd.ms-excel",
+    ".ppt": "application/vnd.ms-powerpoint",
+    ".msg": "application/vnd.ms-outlook",
+}
+
+# Main parts of Office Open XML packages, and what each makes the package.
+_OOXML_PARTS = (
+    ("word/document.xml", DOCX),
+    ("xl/workbook.xml", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+    ("ppt/presentation.xml", "application/vnd.openxmlformats-officedocument.presentationml.presentation"),
+)
+
+_MIME_TYPE = re.compile(r"^[a-z]+/[a-z0-9.+-]+$")
+
+# Bytes that text holds: printable ASCII, the usual whitespace, backspace, escape, and every
+# byte >= 0x80 (UTF-8 sequences and legacy 8-bit encodings). Other control bytes mark binaries.
+_TEXT_BYTES = bytes([8, 9, 10, 11, 12, 13, 27, *range(32, 127), *range(128, 256)])
+_MAX_CONTROL_RATIO = 0.02
+
+_HTML_STARTS = ("<!doctype html", "<html", "<head", "<body")
+_HTML_EXTENSIONS = (".html", ".htm", ".xhtml")
+_MARKDOWN_EXTENSIONS = (".md", ".markdown")
+_LEADING_MARKUP = re.compile(r"\s*(?:<\?xml[^>]*>|<!--.*?-->)", re.DOTALL)
+
+
+def detect_type(head: bytes, path: str) -> str:
+    """The MIME type of the file at ``path`` whose first bytes are ``head``.
+
+    ``head`` should hold at least the first 8 KiB (or the whole file, if smaller).
+    Unknown binaries are ``application/octet-stream``; an empty file is
+    ``application/x-empty``.
+    """
+    if not head:
+        return EMPTY
+    extension = os.path.splitext(path)[1].lower()
+    for bom, encoding in BOMS:
+        if head.startswith(bom):
+            return _text_type(head[:_SAMPLE].decode(encoding, errors="replace"), extension)
+    if b"%PDF-" in head[:1024]:
+        return PDF
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return _zip_type(path, extension)
+    for magic, mime_type in _MAGIC:
+        if head.startswith(magic):
+            return _OLE_BY_EXTENSION.get(extension, OLE) if mime_type == OLE else mime_type
+    sample = head[:_SAMPLE]
+    if b"\x00" in sample or len(sample.translate(None, _TEXT_BYTES)) > len(sample) * _MAX_CONTROL_RATIO:
+        return BINARY
+    # Latin-1 maps every byte, and tags are ASCII: enough to sniff markup in any 8-bit text.
+    return _text_type(sample[:1024].decode("latin-1"), extension)
+
+
+def _text_type(start: str, extension: str) -> str:
+    """HTML, Markdown or plain text, for text beginning with ``start``."""
+    position = 0
+    while match := _LEADING_MARKUP.match(start, position):
+        position = match.end()
+    lead = start[position:].lstrip()
+    if lead[:16].lower().startswith(_HTML_STARTS):
+        return HTML
+    if extension in _HTML_EXTENSIONS and lead.startswith("<"):
+        return HTML
+    if extension in _MARKDOWN_EXTENSIONS:
+        return MARKDOWN
+    return TEXT
+
+
+def _zip_type(path: str, extension: str) -> str:
+    """The type of the ZIP container at ``path``: DOCX and its siblings, ODF, EPUB, or plain ZIP."""
+    import zipfile
+    import zlib
+
+    # Each of these means a damaged or unreadable archive (RuntimeError: an encrypted entry).
+    damaged = (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        NotImplementedError,
+        RuntimeError,
+        EOFError,
+        zlib.error,
+    )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return _package_type(archive)
+    except damaged:
+        # Trust the name only for the format we read, so that a broken report.docx is
+        # reported as a corrupt document rather than as an unsupported ZIP.
+        return DOCX if extension == ".docx" else ZIP
+
+
+def _package_type(archive: zipfile.ZipFile) -> str:
+    names = set(archive.namelist())
+    for part, mime_type in _OOXML_PARTS:
+        if part in names:
+            return mime_type
+    if "mimetype" in names:
+        # ODF and EPUB name their type in a small first entry called "mimetype".
+        with archive.open("mimetype") as entry:
+            declared = entry.read(100).decode("ascii", errors="replace").strip()
+        if _MIME_TYPE.match(declared):
+            return declared
+    return ZIP

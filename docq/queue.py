@@ -1,0 +1,515 @@
+"""`DocumentQueueService`: the only code that changes a queue item's or a document's status.
+
+Every method runs its own short transaction (``BEGIN IMMEDIATE`` on SQLite) through
+`docq.db.Database`, retried within the lock budget, so no write transaction is ever open
+while a document is processed. The seed API (``enqueue``, ``get_pending_items``,
+``mark_in_progress``, ``mark_completed``, ``mark_failed``, ``get_queue_stats``) works on
+`docq.models.QueueItem` objects; workers use the batch methods (``claim``, ``renew``,
+``finish``, ``release``), which build no ORM objects.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from docq import leases, maintenance
+from docq import queries as q
+from docq.config import Settings
+from docq.db import Database, Tx
+from docq.errors import InvalidTransition, NotFoundError, UsageError
+from docq.leases import AttemptResult, Lease, Verdict
+from docq.maintenance import Change, PurgeCount
+from docq.paths import to_db
+from docq.retry import RetryPolicy
+from docq.states import DocumentStatus, ItemStatus, lane_of
+from docq.stats import QueueStats, read_stats
+
+if TYPE_CHECKING:
+    from docq.models import QueueItem
+    from docq.processing import FileFacts
+
+DatabaseLike = Database | str | os.PathLike[str] | Any
+"""A `Database`, a ``--db`` target, or a SQLAlchemy Engine or Session on a docq database."""
+
+SkipReason = Literal["already queued", "unchanged"]
+
+
+@dataclass(frozen=True)
+class Queued:
+    """A document that got a new queue item."""
+
+    document_id: int
+    item_id: int
+    path: str
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A document left alone: it has an active item, or was processed with the same content."""
+
+    document_id: int
+    path: str
+    reason: SkipReason
+
+
+def open_database(db: DatabaseLike, settings: Settings | None = None) -> Database:
+    """A `Database` for anything a caller may pass as ``db`` (see `DatabaseLike`)."""
+    if isinstance(db, Database):
+        return db
+    bind = getattr(db, "bind", None) or getattr(db, "get_bind", lambda: None)()
+    engine = bind if bind is not None else db
+    url = getattr(engine, "url", None)
+    if url is not None:  # a SQLAlchemy Engine or Session: open the same database our way
+        target = (
+            url.database if url.get_backend_name() == "sqlite" else url.render_as_string(hide_password=False)
+        )
+        return Database(target, settings)
+    return Database(db, settings)
+
+
+class DocumentQueueService:
+    """The queue of documents: enqueue, claim, finish, retry, cancel and count.
+
+    ``clock`` returns the current time as Unix seconds (injectable for tests); on
+    PostgreSQL the server's clock is used for everything stored.
+    """
+
+    def __init__(
+        self,
+        db: DatabaseLike = None,
+        *,
+        settings: Settings | None = None,
+        clock: Callable[[], float] = time.time,
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        self.settings = settings or (db.settings if isinstance(db, Database) else Settings())
+        self.db = open_database(db, self.settings)
+        self.clock = clock
+        self.policy = policy or RetryPolicy.from_settings(self.settings)
+        self._worker_id: str | None = None
+
+    @property
+    def worker_id(self) -> str:
+        """The owner id used by the seed API's ``mark_in_progress`` (``host:pid:tag``)."""
+        if self._worker_id is None:
+            self._worker_id = leases.new_worker_id(secrets.token_hex(2))
+        return self._worker_id
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self.db.close()
+
+    # --- enqueue ---------------------------------------------------------------------
+
+    def add_documents(
+        self,
+        files: Sequence[FileFacts],
+        *,
+        operation: str = "process",
+        priority: int = 0,
+        force: bool = False,
+        max_attempts: int | None = None,
+    ) -> list[Queued | Skipped]:
+        """Register ``files`` as documents and queue ``operation`` for each, in one transaction.
+
+        A file whose document already has an active (pending or in-progress) item of the
+        same lane is skipped as "already queued"; one that lane already completed with the
+        same sha256 as "unchanged" (unless ``force``); changed content is queued again.
+        """
+        lane = lane_of(operation)
+
+        def add(tx: Tx) -> list[Queued | Skipped]:
+            now = self.clock()
+            outcomes: list[Queued | Skipped] = [
+                self._add_one(tx, facts, operation, lane, priority, force, max_attempts, now)
+                for facts in files
+            ]
+            if any(isinstance(outcome, Queued) for outcome in outcomes):
+                self.db.announce(tx, lane)
+            return outcomes
+
+        return self.db.write(add)
+
+    def _add_one(
+        self,
+        tx: Tx,
+        facts: FileFacts,
+        operation: str,
+        lane: str,
+        priority: int,
+        force: bool,
+        max_attempts: int | None,
+        now: float,
+    ) -> Queued | Skipped:
+        stored_path = to_db(facts.path)
+        values = {"size": facts.size, "sha256": facts.sha256, "mime_type": facts.mime_type, "now": now}
+        document_id = tx.scalar(q.INSERT_DOCUMENT, {**values, "path": stored_path})
+        if document_id is None:  # a known path
+            document_id = tx.scalar(q.FIND_DOCUMENT, {"path": stored_path})
+            key = {"document_id": document_id, "lane": lane, "sha256": facts.sha256}
+            if tx.one(q.ACTIVE_ITEM, key) is not None:
+                return Skipped(document_id, facts.path, "already queued")
+            if not force and tx.one(q.COMPLETED_SAME_CONTENT, key) is not None:
+                return Skipped(document_id, facts.path, "unchanged")
+            tx.execute(q.UPDATE_DOCUMENT_FACTS, {**values, "document_id": document_id})
+        item_id = self._insert_item(tx, document_id, operation, priority, max_attempts, facts.sha256, now)
+        return Queued(document_id, item_id, facts.path)
+
+    def _insert_item(
+        self,
+        tx: Tx,
+        document_id: int,
+        operation: str,
+        priority: int,
+        max_attempts: int | None,
+        sha256: str | None,
+        now: float,
+    ) -> int:
+        params = {
+            "document_id": document_id,
+            "operation": operation,
+            "priority": priority,
+            "max_attempts": max_attempts,
+            "sha256": sha256,
+            "now": now,
+        }
+        item_id: int = tx.scalar(q.INSERT_ITEM, params)
+        return item_id
+
+    def enqueue(self, document_id: int, operation: str = "process", priority: int = 0) -> QueueItem:
+        """Queue ``operation`` for a registered document and return its item.
+
+        If the document already has an active item of the same lane, that item is
+        returned instead: a document is never queued twice. Raises `NotFoundError` for
+        an unknown document.
+        """
+        item_id, _created = self.queue_again(document_id, operation=operation, priority=priority)
+        return self.get_item(item_id)
+
+    def queue_again(
+        self,
+        document_id: int,
+        *,
+        operation: str = "reprocess",
+        priority: int = 0,
+        max_attempts: int | None = None,
+    ) -> tuple[int, bool]:
+        """Queue ``operation`` for a registered document unless it has an active item of
+        the same lane. Returns ``(item_id, created)``."""
+
+        def run(tx: Tx) -> tuple[int, bool]:
+            now = self.clock()
+            sha256 = tx.scalar("SELECT sha256 FROM documents WHERE id = :id", {"id": document_id})
+            if sha256 is None:
+                raise NotFoundError(f"no document with id {document_id}")
+            active = tx.scalar(q.ACTIVE_ITEM, {"document_id": document_id, "lane": lane_of(operation)})
+            if active is not None:
+                return active, False
+            item_id = self._insert_item(tx, document_id, operation, priority, max_attempts, sha256, now)
+            leases.set_document_status(tx, document_id, DocumentStatus.PENDING, now)
+            self.db.announce(tx, lane_of(operation))
+            return item_id, True
+
+        return self.db.write(run)
+
+    # --- what people ask for: reprocess, retry, cancel, purge --------------------------
+
+    def reprocess(
+        self,
+        refs: Sequence[str] = (),
+        *,
+        operation: str = "reprocess",
+        failed: bool = False,
+        stale: bool = False,
+        priority: int = 0,
+        dry_run: bool = False,
+    ) -> list[Change]:
+        """Queue ``operation`` again for documents named by id or path in ``refs``, plus
+        every failed document (``failed``) and every document processed by an older
+        extractor (``stale``). Documents with an active item are left alone. Unknown refs
+        raise `NotFoundError` and nothing is queued."""
+
+        def run(tx: Tx) -> list[Change]:
+            ids = maintenance.resolve_documents(tx, refs)
+            if failed:
+                ids += [i for i in maintenance.failed_documents(tx) if i not in ids]
+            if stale:
+                ids += [i for i in maintenance.stale_documents(tx) if i not in ids]
+            changes = maintenance.requeue(
+                tx, ids, operation=operation, priority=priority, now=self.clock(), dry_run=dry_run
+            )
+            if any(change.action == "queued" for change in changes) and not dry_run:
+                self.db.announce(tx, lane_of(operation))
+            return changes
+
+        return self.db.write(run)
+
+    def retry(self, item_ids: Sequence[int], *, dry_run: bool = False) -> list[Change]:
+        """Put failed items back to pending, due now, with a fresh attempt budget (their
+        history stays). Raises `NotFoundError`/`UsageError`, changing nothing, if an id is
+        unknown or its item is not failed."""
+
+        def run(tx: Tx) -> list[Change]:
+            changes = maintenance.retry(tx, item_ids, now=self.clock(), dry_run=dry_run)
+            if not dry_run:
+                for lane in {lane_of(change.operation or "process") for change in changes}:
+                    self.db.announce(tx, lane)
+            return changes
+
+        return self.db.write(run)
+
+    def cancel(self, item_ids: Sequence[int], *, dry_run: bool = False) -> list[Change]:
+        """Cancel pending items; ask the workers running in-progress ones to stop them.
+        Raises, changing nothing, if an id is unknown or its item already finished."""
+        return self.db.write(lambda tx: maintenance.cancel(tx, item_ids, now=self.clock(), dry_run=dry_run))
+
+    def purge(
+        self,
+        *,
+        older_than: float,
+        statuses: Sequence[str] = ("completed", "failed", "cancelled"),
+        dry_run: bool = False,
+    ) -> PurgeCount:
+        """Delete items that finished more than ``older_than`` seconds ago in ``statuses``,
+        with their history, and the documents left with no items. Works in batches of
+        a few hundred items, one short transaction each."""
+        allowed = {"completed", "failed", "cancelled"}
+        if not statuses or set(statuses) - allowed:
+            raise UsageError(f"purge --status takes finished statuses only: {', '.join(sorted(allowed))}")
+        before = self.now() - older_than
+        if dry_run:
+
+            def count(tx: Tx) -> PurgeCount:
+                ids = maintenance.purgeable(tx, before=before, statuses=statuses, limit=None)
+                return maintenance.count_purge(tx, ids)
+
+            return self.db.read(count)
+        total = PurgeCount()
+        while True:
+
+            def batch(tx: Tx) -> tuple[int, PurgeCount]:
+                ids = maintenance.purgeable(
+                    tx, before=before, statuses=statuses, limit=maintenance.PURGE_BATCH
+                )
+                return len(ids), maintenance.delete_items(
+                    tx, ids, before=before, statuses=statuses
+                ) if ids else PurgeCount()
+
+            selected, removed = self.db.write(batch)
+            total.items += removed.items
+            total.attempts += removed.attempts
+            total.documents += removed.documents
+            if selected < maintenance.PURGE_BATCH:
+                return total
+
+    def vacuum(self) -> None:
+        """Give the space freed by a purge back to the file system."""
+        self.db.vacuum()
+
+    # --- the seed API's single-item transitions -------------------------------------
+
+    def get_item(self, item_id: int) -> QueueItem:
+        """The queue item ``item_id``; raises `NotFoundError` if there is none."""
+        from docq.models import QueueItem
+
+        rows = self.db.read(lambda tx: tx.dicts("SELECT * FROM queue_items WHERE id = :id", {"id": item_id}))
+        if not rows:
+            raise NotFoundError(f"no queue item with id {item_id}")
+        return QueueItem(**rows[0])
+
+    def get_pending_items(self, limit: int = 10, operation: str = "process") -> list[QueueItem]:
+        """Up to ``limit`` items of ``operation``'s lane that are due now, in claim order
+        (priority, then age). Nothing is claimed: see `mark_in_progress`."""
+        from docq.models import QueueItem
+
+        sql = """SELECT * FROM queue_items WHERE status = 'pending' AND lane = :lane AND next_run_at <= :now
+                 ORDER BY priority DESC, id LIMIT :limit"""
+        params = {"lane": lane_of(operation), "limit": limit}
+        rows = self.db.read(lambda tx: tx.dicts(sql, {**params, "now": self.clock()}))
+        return [QueueItem(**row) for row in rows]
+
+    def mark_in_progress(self, queue_item: QueueItem, *, lease_seconds: float | None = None) -> bool:
+        """Claim ``queue_item`` for this process: a compare-and-set that exactly one caller
+        wins. Returns True if this caller won; the item then carries its lease."""
+        token = secrets.token_hex(8)
+        lease = lease_seconds or self.settings.lease
+
+        def run(tx: Tx) -> Any:
+            now = self.clock()
+            leases.sweep_expired(tx, now, self.policy.max_attempts)
+            params = {
+                "id": queue_item.id,
+                "token": token,
+                "worker": self.worker_id,
+                "lease": lease,
+                "now": now,
+            }
+            row = tx.one(q.CLAIM_ONE, params)
+            if row is not None:
+                leases.set_document_status(tx, queue_item.document_id, DocumentStatus.PROCESSING, now)
+            return row
+
+        row = self.db.write(run)
+        if row is None:
+            return False
+        queue_item.status = ItemStatus.IN_PROGRESS
+        queue_item.attempts, queue_item.started_at, queue_item.lease_expires_at = row
+        queue_item.lease_token = token
+        queue_item.worker_id = self.worker_id
+        return True
+
+    def mark_completed(
+        self, queue_item: QueueItem, *, text: str | None = None, metadata: dict[str, Any] | None = None
+    ) -> bool:
+        """Complete an item this process holds, storing ``text`` and ``metadata`` (an
+        extraction) on its document. Returns False, changing nothing, if the lease was
+        lost to another worker meanwhile. Raises `InvalidTransition` if it was never claimed."""
+        result = AttemptResult(self._lease_of(queue_item), ok=True, text=text, metadata=metadata)
+        verdict = self.finish([result])[0]
+        if verdict == "completed":
+            queue_item.status = ItemStatus.COMPLETED
+        return verdict == "completed"
+
+    def mark_failed(
+        self, queue_item: QueueItem, error_message: str, *, permanent: bool = False
+    ) -> str | None:
+        """Record a failed attempt of an item this process holds and apply the retry
+        policy: back to pending after the backoff delay while attempts are left, else (or
+        if ``permanent``) failed for good. Returns the item's new status (``pending`` or
+        ``failed``), or None if the lease was lost meanwhile."""
+        result = AttemptResult(self._lease_of(queue_item), ok=False, error=error_message, permanent=permanent)
+        verdict = self.finish([result])[0]
+        status = {"retrying": ItemStatus.PENDING, "failed": ItemStatus.FAILED}.get(verdict)
+        if status is not None:
+            queue_item.status = status
+        return status.value if status is not None else None
+
+    def _lease_of(self, item: QueueItem) -> Lease:
+        if item.status != ItemStatus.IN_PROGRESS or not item.lease_token or item.id is None:
+            raise InvalidTransition(f"queue item {item.id} is {item.status}, not claimed by this process")
+        return Lease(
+            item_id=item.id,
+            document_id=item.document_id,
+            operation=item.operation,
+            attempt=item.attempts,
+            max_attempts=item.max_attempts,
+            priority=item.priority,
+            path="",
+            sha256=item.sha256,
+            token=item.lease_token,
+            worker=item.worker_id or self.worker_id,
+            started_at=item.started_at or self.clock(),
+        )
+
+    def get_queue_stats(self) -> QueueStats:
+        """Counts per status and operation, retries waiting, age of the oldest pending
+        item, throughput of the last hour and who holds the in-progress items."""
+        return self.db.read(lambda tx: read_stats(tx, self.clock()))
+
+    # --- the worker's batch methods --------------------------------------------------
+
+    def claim(
+        self, *, operation: str = "process", limit: int = 1, worker: str, lease_seconds: float
+    ) -> list[Lease]:
+        """Lease up to ``limit`` due items of ``operation``'s lane to ``worker`` (after
+        moving expired leases on). Atomic: no two workers ever get the same item."""
+        return self.exchange(
+            [], operation=operation, limit=limit, worker=worker, lease_seconds=lease_seconds
+        )[1]
+
+    def exchange(
+        self,
+        results: Sequence[AttemptResult],
+        *,
+        operation: str = "process",
+        limit: int = 0,
+        worker: str,
+        lease_seconds: float,
+    ) -> tuple[list[Verdict], list[Lease]]:
+        """Record finished attempts and claim up to ``limit`` more, in one transaction (one
+        commit instead of two: what makes a worker fast at ``synchronous=FULL``)."""
+        token = secrets.token_hex(8)
+        lane = lane_of(operation)
+
+        def run(tx: Tx) -> tuple[list[Verdict], list[Lease]]:
+            now = self.clock()
+            verdicts = leases.finish(tx, results, self.policy, now) if results else []
+            claimed: list[Lease] = []
+            if limit > 0:
+                leases.sweep_expired(tx, now, self.policy.max_attempts)
+                claimed = leases.claim(
+                    tx,
+                    lane=lane,
+                    limit=limit,
+                    lease_seconds=lease_seconds,
+                    worker=worker,
+                    token=token,
+                    now=now,
+                )
+            return verdicts, claimed
+
+        return self.db.write(run)
+
+    def heartbeat(
+        self, worker: str, tokens: Iterable[str], *, lease_seconds: float, current: Sequence[int], done: int
+    ) -> set[int]:
+        """Extend the leases ``worker`` holds under ``tokens`` and refresh its row in the
+        workers table. Returns the ids of held items whose cancellation was requested."""
+        token_list = list(tokens)
+        params = {"id": worker, "current": ",".join(map(str, current)) or None, "done": done}
+
+        def run(tx: Tx) -> set[int]:
+            now = self.clock()
+            tx.execute(q.WORKER_HEARTBEAT, {**params, "now": now})
+            return leases.renew(tx, token_list, lease_seconds=lease_seconds, now=now)
+
+        return self.db.write(run)
+
+    def finish(self, results: Sequence[AttemptResult]) -> list[Verdict]:
+        """Record a group of finished attempts in one transaction (see `leases.finish`)."""
+        if not results:
+            return []
+        return self.db.write(lambda tx: leases.finish(tx, results, self.policy, self.clock()))
+
+    def release(self, held: Sequence[Lease]) -> int:
+        """Give unfinished items back to pending without counting the attempt."""
+        if not held:
+            return 0
+        return self.db.write(lambda tx: leases.release(tx, held, self.clock()))
+
+    def next_due_at(self, operation: str = "process") -> float | None:
+        """When the next pending item of ``operation``'s lane becomes due (None: no pending
+        items). Used by idle workers to sleep no longer than needed."""
+        sql = "SELECT min(next_run_at) FROM queue_items WHERE status = 'pending' AND lane = :lane"
+        due = self.db.read(lambda tx: tx.scalar(sql, {"lane": lane_of(operation)}))
+        return None if due is None else float(due)
+
+    def now(self) -> float:
+        """The queue's clock: the service's on SQLite, the server's on PostgreSQL."""
+        if self.db.backend == "sqlite":
+            return self.clock()
+        return float(self.db.read(lambda tx: tx.scalar("SELECT :now")))
+
+    # --- workers ---------------------------------------------------------------------
+
+    def register_worker(self, worker: str, *, operation: str) -> None:
+        """Record a starting worker, so that `docq workers` can list it."""
+        host, pid, _tag = worker.split(":", 2)
+        params = {
+            "id": worker,
+            "host": host,
+            "pid": int(pid),
+            "lane": lane_of(operation),
+            "now": self.clock(),
+        }
+        self.db.write(lambda tx: tx.execute(q.REGISTER_WORKER, params))
+
+    def worker_stopped(self, worker: str, *, done: int) -> None:
+        """Mark a worker's row as stopped."""
+        params = {"id": worker, "done": done, "now": self.clock()}
+        self.db.write(lambda tx: tx.execute(q.WORKER_STOPPED, params))

@@ -1,0 +1,143 @@
+"""How results look: Rich tables for people, JSON for scripts, one-line diagnostics.
+
+Data goes to stdout, progress and diagnostics to stderr. Colour, tables that fit the
+screen and progress bars only where the stream is a terminal (Rich honours
+``NO_COLOR``); elsewhere plain lines that ``grep`` and ``cut`` can read.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from docq.config import format_duration
+from docq.paths import to_db
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+
+@cache
+def out() -> Console:
+    """The console for data (stdout)."""
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=not sys.stdout.isatty())
+
+
+@cache
+def err() -> Console:
+    """The console for progress and diagnostics (stderr)."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def stderr_is_terminal() -> bool:
+    """Whether progress displays may be drawn."""
+    return err().is_terminal
+
+
+def print_json(data: Any) -> None:
+    """Write ``data`` as one JSON document on stdout."""
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def error(message: str) -> None:
+    """The one-line failure message: ``docq: error: WHAT: WHY``."""
+    _line(f"docq: error: {message}")
+
+
+def warn(message: str) -> None:
+    """A one-line diagnostic on stderr."""
+    _line(f"docq: {message}")
+
+
+def _line(text: str) -> None:
+    sys.stderr.write(text.replace("\n", " ") + "\n")
+    sys.stderr.flush()
+
+
+def iso(timestamp: float | None, *, precise: bool = True) -> str | None:
+    """A Unix time as ISO 8601 in UTC (``2026-11-28T21:17:48.123Z``), None stays None."""
+    if timestamp is None:
+        return None
+    moment = datetime.fromtimestamp(float(timestamp), UTC)
+    if precise:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def when(timestamp: float | None, now: float) -> str:
+    """A time for people: ``21:17:48 (3m ago)`` or ``in 25s``."""
+    if timestamp is None:
+        return "-"
+    delta = float(timestamp) - now
+    stamp = iso(timestamp, precise=False) or "-"
+    relative = f"in {format_duration(delta)}" if delta > 0 else f"{format_duration(-delta)} ago"
+    return f"{stamp} ({relative})"
+
+
+def shown_path(path: str) -> str:
+    """A path as stored, so that names which are not UTF-8 print safely."""
+    return to_db(path)
+
+
+def table(*columns: str, title: str | None = None) -> Table:
+    """A Rich table in docq's style."""
+    from rich.table import Table
+
+    grid = Table(title=title, title_justify="left", header_style="bold", show_edge=False, pad_edge=False)
+    for column in columns:
+        grid.add_column(column, overflow="fold")
+    return grid
+
+
+def print_table(grid: Table, *, to_stderr: bool = False) -> None:
+    """Print a table; off a terminal, as tab-separated lines with a header."""
+    console = err() if to_stderr else out()
+    if console.is_terminal:
+        console.print(grid)
+        return
+    from rich.text import Text
+
+    def plain(cell: Any) -> str:
+        text = cell.plain if isinstance(cell, Text) else Text.from_markup(str(cell)).plain
+        return text.replace("\t", " ").replace("\n", " ")
+
+    stream = sys.stderr if to_stderr else sys.stdout
+    if any(str(c.header) for c in grid.columns):
+        stream.write("\t".join(str(c.header) for c in grid.columns) + "\n")
+    cells = [list(column.cells) for column in grid.columns]
+    for row in zip(*cells, strict=True):
+        stream.write("\t".join(plain(cell) for cell in row) + "\n")
+
+
+def status_style(status: str) -> str:
+    """Rich style for a status word."""
+    return {
+        "completed": "green",
+        "processed": "green",
+        "failed": "red",
+        "pending": "yellow",
+        "retrying": "yellow",
+        "in_progress": "cyan",
+        "processing": "cyan",
+        "cancelled": "dim",
+    }.get(status, "")
+
+
+def styled(status: str) -> str:
+    """A status word with its colour (as Rich markup)."""
+    style = status_style(status)
+    return f"[{style}]{status}[/]" if style else status
+
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """``1 document``, ``3 documents``."""
+    return f"{count} {word if count == 1 else (words or word + 's')}"

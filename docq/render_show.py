@@ -1,0 +1,186 @@
+"""Rendering for ``docq show``: a document, its items and every attempt."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from docq import render
+from docq.config import format_duration
+from docq.paths import from_db
+from docq.render import shown_path, styled
+from docq.views import DocumentView, ItemView
+
+TEXT_PREVIEW_LINES = 12
+
+
+def item_dict(view: ItemView) -> dict[str, Any]:
+    """A queue item in ``--json`` form, with its history."""
+    item = view.item
+    data: dict[str, Any] = {
+        "id": item.id,
+        "operation": item.operation,
+        "priority": item.priority,
+        "status": item.status,
+        "attempts": item.attempts,
+        "max_attempts": item.max_attempts,
+        "last_error": item.last_error,
+        "next_run_at": render.iso(item.next_run_at) if item.status == "pending" else None,
+        "created_at": render.iso(item.created_at),
+        "finished_at": render.iso(item.finished_at),
+        "worker": item.worker_id if item.status == "in_progress" else None,
+        "lease_expires_at": render.iso(item.lease_expires_at) if item.status == "in_progress" else None,
+        "cancel_requested": bool(item.cancel_requested),
+        "history": [
+            {
+                "attempt": attempt.attempt,
+                "worker": attempt.worker_id,
+                "started_at": render.iso(attempt.started_at),
+                "finished_at": render.iso(attempt.finished_at),
+                "duration_seconds": _duration(attempt.started_at, attempt.finished_at),
+                "outcome": attempt.outcome,
+                "error": attempt.error,
+            }
+            for attempt in view.history
+        ],
+    }
+    if view.output is not None:
+        data["output"] = {"text": view.output.text, "note": view.output.note}
+    return data
+
+
+def document_dict(view: DocumentView) -> dict[str, Any]:
+    """A document in ``--json`` form."""
+    document = view.document
+    return {
+        "id": document.id,
+        "path": document.path,
+        "status": document.status,
+        "sha256": document.sha256,
+        "mime_type": document.mime_type,
+        "size": document.size,
+        "created_at": render.iso(document.created_at),
+        "processed_at": render.iso(document.processed_at),
+        "metadata": view.metadata,
+        "text": document.text,
+        "queue_items": [item_dict(item) for item in view.items],
+    }
+
+
+def document(view: DocumentView, *, as_json: bool, full_text: bool) -> None:
+    """``docq show DOC``."""
+    if as_json:
+        render.print_json(document_dict(view))
+        return
+    if full_text:
+        render.out().print(view.document.text or "", markup=False, highlight=False, soft_wrap=True)
+        return
+    _header(view)
+    for item in view.items:
+        _item_block(item)
+    _text_preview(view)
+
+
+def item(view: DocumentView, item_view: ItemView, *, as_json: bool) -> None:
+    """``docq show --item ID``."""
+    if as_json:
+        data = item_dict(item_view)
+        data["document"] = {
+            "id": view.document.id,
+            "path": view.document.path,
+            "status": view.document.status,
+        }
+        render.print_json(data)
+        return
+    _header(view)
+    _item_block(item_view)
+    if item_view.output is not None:
+        console = render.out()
+        console.print("[bold]Output[/]")
+        console.print(item_view.output.text or "(no output)", markup=False, highlight=False)
+        if item_view.output.note:
+            console.print(f"[dim]stderr: {render_escape(item_view.output.note)}[/]")
+
+
+def _header(view: DocumentView) -> None:
+    document = view.document
+    metadata = view.metadata
+    grid = render.table("", "")
+    grid.show_header = False
+    grid.add_row("document", str(document.id))
+    grid.add_row("path", render_escape(shown_path(from_db(document.path))))
+    grid.add_row("status", styled(document.status))
+    grid.add_row("type", document.mime_type)
+    grid.add_row("size", f"{document.size:,} bytes")
+    grid.add_row("sha256", document.sha256)
+    for key in (
+        "title",
+        "author",
+        "created",
+        "pages",
+        "words",
+        "characters",
+        "extractor",
+        "extractor_version",
+    ):
+        if metadata.get(key) not in (None, ""):
+            grid.add_row(key.replace("_", " "), render_escape(str(metadata[key])))
+    flags = [name for name in ("encrypted", "needs_ocr") if metadata.get(name)]
+    if flags:
+        grid.add_row("flags", ", ".join(flags))
+    render.print_table(grid)
+
+
+def _item_block(view: ItemView) -> None:
+    item = view.item
+    now = time.time()
+    console = render.out()
+    line = f"\n[bold]Item {item.id}[/] {item.operation} · {styled(item.status)} · attempt {item.attempts}"
+    line += f" · priority {item.priority}"
+    console.print(line)
+    if item.status == "in_progress":
+        console.print(f"  held by {item.worker_id}, lease until {render.when(item.lease_expires_at, now)}")
+    elif item.status == "pending" and item.attempts:
+        console.print(f"  next attempt {render.when(item.next_run_at, now)}")
+    if item.last_error:
+        console.print(f"  last error: [red]{render_escape(item.last_error)}[/]")
+    if not view.history:
+        return
+    grid = render.table("#", "Outcome", "Worker", "Started", "Took", "Error")
+    for attempt in view.history:
+        took = _duration(attempt.started_at, attempt.finished_at)
+        grid.add_row(
+            str(attempt.attempt),
+            styled(attempt.outcome),
+            attempt.worker_id or "-",
+            render.iso(attempt.started_at, precise=False) or "-",
+            "-" if took is None else format_duration(took),
+            render_escape(attempt.error or ""),
+        )
+    render.print_table(grid)
+
+
+def _text_preview(view: DocumentView) -> None:
+    text = view.document.text
+    if not text:
+        return
+    lines = [line for line in text.splitlines() if line.strip()]
+    console = render.out()
+    console.print("\n[bold]Text[/] (first lines; --text for all)")
+    for line in lines[:TEXT_PREVIEW_LINES]:
+        console.print(f"  {line[:160]}", markup=False, highlight=False)
+    if len(lines) > TEXT_PREVIEW_LINES:
+        console.print(f"  … {len(lines) - TEXT_PREVIEW_LINES} more lines")
+
+
+def _duration(started: float | None, finished: float | None) -> float | None:
+    if started is None or finished is None:
+        return None
+    return round(finished - started, 4)
+
+
+def render_escape(text: str) -> str:
+    """Escape Rich markup in data."""
+    from rich.markup import escape
+
+    return escape(text)

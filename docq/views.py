@@ -1,0 +1,198 @@
+"""Read-only views of the queue for people and scripts: a document with its items and
+their history, item listings with filters, workers. Ordinary queries, so they use the
+SQLModel tables through a Session; nothing here changes the queue.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlmodel import Session, and_, col, or_, select
+
+from docq.db import Database
+from docq.errors import NotFoundError, UsageError
+from docq.models import Attempt, Document, ItemOutput, QueueItem, Worker
+from docq.paths import from_db, to_db
+from docq.states import ItemStatus
+
+
+@dataclass(frozen=True)
+class ItemView:
+    """A queue item with its attempt history (and a custom command's output)."""
+
+    item: QueueItem
+    history: list[Attempt]
+    output: ItemOutput | None
+
+
+@dataclass(frozen=True)
+class DocumentView:
+    """A document, its extraction and all its queue items, newest last."""
+
+    document: Document
+    items: list[ItemView]
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The extraction's metadata (empty before the first extraction)."""
+        raw = self.document.metadata_json
+        return json.loads(raw) if raw else {}
+
+    @property
+    def path(self) -> str:
+        """The document's path as the file system names it."""
+        return from_db(self.document.path)
+
+
+def find_document(session: Session, ref: str) -> Document:
+    """The document named by ``ref``: its id, or a path (resolved as enqueue resolves it).
+
+    Raises `NotFoundError` if there is none.
+    """
+    import os
+
+    if ref.isdigit():
+        document = session.get(Document, int(ref))
+        if document is not None:
+            return document
+    document = session.exec(select(Document).where(Document.path == to_db(os.path.realpath(ref)))).first()
+    if document is None:
+        raise NotFoundError(f"no document {ref!r}: give a document id or a path that was enqueued")
+    return document
+
+
+def show_document(db: Database, ref: str) -> DocumentView:
+    """Everything known about one document (see `find_document` for ``ref``)."""
+    with Session(db.engine()) as session:
+        document = find_document(session, ref)
+        items = session.exec(
+            select(QueueItem).where(QueueItem.document_id == document.id).order_by(col(QueueItem.id))
+        ).all()
+        return DocumentView(document, [_item_view(session, item) for item in items])
+
+
+def show_item(db: Database, item_id: int) -> tuple[DocumentView, ItemView]:
+    """One queue item, with its document."""
+    with Session(db.engine()) as session:
+        item = session.get(QueueItem, item_id)
+        if item is None:
+            raise NotFoundError(f"no queue item {item_id}")
+        document = session.get(Document, item.document_id)
+        assert document is not None
+        view = _item_view(session, item)
+        return DocumentView(document, [view]), view
+
+
+def _item_view(session: Session, item: QueueItem) -> ItemView:
+    history = session.exec(select(Attempt).where(Attempt.item_id == item.id).order_by(col(Attempt.id))).all()
+    return ItemView(item, list(history), session.get(ItemOutput, item.id))
+
+
+@dataclass(frozen=True)
+class ItemFilter:
+    """Which items a listing (or a retry, cancel or export) covers."""
+
+    statuses: tuple[str, ...] = ()
+    operation: str | None = None
+    error: str | None = None  # substring of the last error
+    since: float | None = None  # created at or after (Unix time)
+    limit: int | None = 50
+
+    def __post_init__(self) -> None:
+        known = {s.value for s in ItemStatus} | {"retrying"}
+        for status in self.statuses:
+            if status not in known:
+                raise UsageError(f"unknown status {status!r}: use one of {', '.join(sorted(known))}")
+        if self.limit is not None and self.limit < 1:
+            raise UsageError("--limit must be at least 1")
+
+    def apply(self, query: Any) -> Any:
+        """``query`` (a select over QueueItem) narrowed by this filter."""
+        clauses = []
+        for status in self.statuses:
+            if status == "retrying":  # not a stored status: pending items that failed before
+                clauses.append(and_(col(QueueItem.status) == "pending", col(QueueItem.attempts) > 0))
+            else:
+                clauses.append(col(QueueItem.status) == status)
+        if clauses:
+            query = query.where(or_(*clauses))
+        if self.operation:
+            query = query.where(QueueItem.operation == self.operation)
+        if self.error:
+            query = query.where(col(QueueItem.last_error).contains(self.error, autoescape=True))
+        if self.since is not None:
+            query = query.where(col(QueueItem.created_at) >= self.since)
+        return query
+
+
+@dataclass(frozen=True)
+class ItemRow:
+    """A line of ``docq list``."""
+
+    item: QueueItem
+    path: str
+
+
+def list_items(db: Database, where: ItemFilter) -> list[ItemRow]:
+    """Items matching ``where``, newest first."""
+    with Session(db.engine()) as session:
+        query = select(QueueItem, Document.path).join(Document, col(Document.id) == QueueItem.document_id)
+        query = where.apply(query).order_by(col(QueueItem.id).desc())
+        if where.limit is not None:
+            query = query.limit(where.limit)
+        return [ItemRow(item, from_db(path)) for item, path in session.exec(query).all()]
+
+
+def item_ids(db: Database, where: ItemFilter) -> list[int]:
+    """Ids of the items matching ``where`` (no limit unless the filter has one)."""
+    with Session(db.engine()) as session:
+        query = where.apply(select(QueueItem.id)).order_by(col(QueueItem.id))
+        if where.limit is not None:
+            query = query.limit(where.limit)
+        return [int(item_id) for item_id in session.exec(query).all() if item_id is not None]
+
+
+def list_workers(db: Database, *, include_stopped: bool = False, limit: int = 100) -> list[Worker]:
+    """Registered workers, most recently seen first."""
+    with Session(db.engine()) as session:
+        query = select(Worker)
+        if not include_stopped:
+            query = query.where(col(Worker.stopped_at).is_(None))
+        return list(session.exec(query.order_by(col(Worker.heartbeat_at).desc()).limit(limit)).all())
+
+
+def iter_documents(
+    db: Database, where: ItemFilter, *, processed_only: bool = False, batch: int = 500
+) -> Iterator[tuple[Document, Sequence[QueueItem]]]:
+    """Documents that have items matching ``where`` (all documents without a filter),
+    oldest first, with those items; streamed in batches so exports of any size fit in
+    memory."""
+    last_id = 0
+    while True:
+        with Session(db.engine()) as session:
+            query = select(Document).where(col(Document.id) > last_id)
+            if processed_only:
+                query = query.where(Document.status == "processed")
+            filtered = where.statuses or where.operation or where.error or where.since is not None
+            if filtered:
+                matching = where.apply(select(QueueItem.document_id))
+                query = query.where(col(Document.id).in_(matching))
+            documents = session.exec(query.order_by(col(Document.id)).limit(batch)).all()
+            if not documents:
+                return
+            ids = [document.id for document in documents]
+            items = session.exec(
+                where.apply(select(QueueItem))
+                .where(col(QueueItem.document_id).in_(ids))
+                .order_by(col(QueueItem.id))
+            ).all()
+            by_document: dict[int, list[QueueItem]] = {}
+            for item in items:
+                by_document.setdefault(item.document_id, []).append(item)
+            for document in documents:
+                assert document.id is not None
+                yield document, by_document.get(document.id, [])
+            last_id = ids[-1] or last_id

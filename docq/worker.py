@@ -1,0 +1,483 @@
+"""`process_document_queue()`: claim due items, process them in child processes, record
+the results. Once mode (for cron) and loop mode (for systemd) run the same loop.
+
+One thread drives everything: it claims items (a lease per item), hands them in chunks
+to warm child processes, renews the leases every third of the lease, records finished
+attempts in groups (one commit for a group of results and the next claim), kills a child
+whose item runs past ``--timeout`` or is cancelled, and on the first SIGINT/SIGTERM stops
+claiming, lets running items finish within ``--grace`` and gives the rest back. A second
+signal stops at once. One bad document never stops the worker: it fails alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from multiprocessing.connection import wait
+from typing import Any
+
+from docq.config import GiB, Settings
+from docq.errors import DatabaseBusy, DatabaseUnreachable
+from docq.leases import AttemptResult, Lease, Verdict, error_text, new_worker_id
+from docq.operations import Handler, HandlerOutcome, handler_for
+from docq.pool import Child, Death
+from docq.queue import DatabaseLike, DocumentQueueService
+from docq.waker import Waker
+
+log = logging.getLogger("docq.worker")
+
+FLUSH_SIZE = 256  # record results in groups of at most this many...
+FLUSH_DELAY = 0.05  # ...and never hold a result longer than this (seconds)
+CHUNK_TARGET = 0.02  # hand a child about this many seconds of work at a time
+MAX_CHUNK = 64
+DEFAULT_MEMORY_LIMIT = 1 * GiB
+
+
+@dataclass
+class WorkSummary:
+    """What one run of a worker did. ``processed`` counts attempts recorded: completed,
+    failed for good, retried later or cancelled."""
+
+    processed: int = 0
+    completed: int = 0
+    failed: int = 0
+    retried: int = 0
+    cancelled: int = 0
+    discarded: int = 0  # results dropped because the lease had been lost
+    released: int = 0  # items given back unfinished at shutdown
+    stopped_by: int | None = None  # the signal that forced an immediate stop, if any
+
+    def to_dict(self) -> dict[str, int]:
+        """The ``docq work --json`` form."""
+        return {k: v for k, v in asdict(self).items() if k != "stopped_by"}
+
+
+@dataclass(frozen=True)
+class ItemEvent:
+    """One attempt, recorded: what it was, what became of it, how long it ran."""
+
+    lease: Lease
+    verdict: Verdict
+    error: str | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class WorkOptions:
+    """What to run and for how long (the rest comes from `Settings`)."""
+
+    operation: str = "process"
+    command: tuple[str, ...] = ()
+    handler: str | None = None
+    loop: bool = False
+    max_items: int | None = None
+    max_seconds: float | None = None
+    quiet_children: bool = True
+
+
+def process_document_queue(
+    db: DatabaseLike = None,
+    *,
+    settings: Settings | None = None,
+    options: WorkOptions | None = None,
+    on_event: Callable[[ItemEvent], None] | None = None,
+) -> WorkSummary:
+    """Process due items until none is due (or, with ``options.loop``, until a signal).
+
+    Opens its own connection to ``db`` (default: ``settings.db``, else the user's
+    default queue), claims items, runs `_process_document_content` (or the operation's
+    command) on each in a child process, and marks each completed or failed. Returns the
+    counts. ``on_event`` is called once per recorded attempt, after it is committed.
+    """
+    settings = settings or Settings()
+    service = DocumentQueueService(db if db is not None else settings.db, settings=settings)
+    try:
+        return Worker(service, settings, options or WorkOptions(), on_event=on_event).run()
+    finally:
+        service.close()
+
+
+@dataclass
+class _Finished:
+    result: AttemptResult
+    seconds: float
+    at: float
+
+
+class Worker:
+    """The loop behind `process_document_queue`. Use once: construct, then `run`."""
+
+    def __init__(
+        self,
+        service: DocumentQueueService,
+        settings: Settings,
+        options: WorkOptions,
+        *,
+        on_event: Callable[[ItemEvent], None] | None = None,
+    ) -> None:
+        self.service = service
+        self.settings = settings
+        self.options = options
+        self.on_event = on_event
+        self.handler: Handler = handler_for(
+            options.operation,
+            command=list(options.command),
+            target=options.handler,
+            max_size=settings.max_size,
+            output_cap=settings.output_cap,
+            permanent_exit_codes=settings.permanent_exit_codes,
+        )
+        self.id = new_worker_id(secrets.token_hex(2))
+        self.summary = WorkSummary()
+        self.children: list[Child | None] = [None] * settings.concurrency
+        self.backlog: deque[Lease] = deque()  # claimed, not yet handed to a child
+        self.held: dict[int, Lease] = {}  # every item we hold a lease on, by id
+        self.results: list[_Finished] = []  # finished, not yet recorded
+        self.claimed_total = 0
+        self.chunk = 4
+        self.mean_seconds: float | None = None
+        self.next_claim_at = 0.0
+        self.next_heartbeat_at = 0.0
+        self.db_retry_at = 0.0
+        self.db_failures = 0
+        self.claim_came_back_empty = False
+        self.stopping = False
+        self.grace_deadline = 0.0
+        self.waker = Waker()
+
+    # --- the loop ------------------------------------------------------------------
+
+    def run(self) -> WorkSummary:
+        """Run until drained (once mode), stopped, or out of items or time."""
+        self.service.register_worker(self.id, operation=self.options.operation)
+        listener = self.service.db.listener() if self.options.loop else None
+        self.waker.install()
+        started = time.monotonic()
+        try:
+            while self._step(started, listener):
+                pass
+        finally:
+            self.waker.restore()
+            self._shutdown()
+            if listener is not None:
+                listener.close()
+        return self.summary
+
+    def _step(self, started: float, listener: Any) -> bool:
+        """One turn of the loop; returns False when the worker should stop."""
+        now = time.monotonic()
+        if self.waker.signals >= 2:
+            self.summary.stopped_by = self.waker.last_signal
+            return False
+        max_seconds = self.options.max_seconds
+        if not self.stopping and (self.waker.signals == 1 or (max_seconds and now - started >= max_seconds)):
+            self._begin_stop(now)
+        if self.stopping and (not self._running() or now >= self.grace_deadline):
+            return False
+        if now >= self.db_retry_at:
+            self._exchange(now)
+        self._dispatch()
+        if not self.held and not self.stopping:
+            out_of_items = self.options.max_items is not None and self.claimed_total >= self.options.max_items
+            if out_of_items or (self.claim_came_back_empty and not self.options.loop):
+                return False
+        if now >= self.next_heartbeat_at and now >= self.db_retry_at:
+            self._heartbeat(now)
+        waitables: list[Any] = [child.inbox for child in self.children if child is not None and child.busy]
+        waitables.append(self.waker.fileno())
+        if listener is not None:
+            waitables.append(listener)
+        ready = wait(waitables, self._sleep_for(time.monotonic()))
+        if listener is not None and (listener in ready or not listener.connected) and listener.drain():
+            self.next_claim_at = 0.0  # an enqueue was announced: claim now
+        if self.waker.fileno() in ready:
+            self.waker.drain()
+        for slot, child in enumerate(self.children):
+            if child is not None and child.inbox in ready:
+                self._receive(slot, child)
+        self._enforce_timeouts(time.monotonic())
+        return True
+
+    def _running(self) -> int:
+        return sum(len(child.assigned) for child in self.children if child is not None)
+
+    def _sleep_for(self, now: float) -> float:
+        """Seconds until the loop has something to do (a child's message wakes it sooner)."""
+        db_ready = max(self.db_retry_at, now)  # while the database is away, do not spin
+        deadlines = [max(self.next_heartbeat_at, db_ready)]
+        if self.results:
+            deadlines.append(max(self.results[0].at + FLUSH_DELAY, db_ready))
+        if self._claim_room() > 0:
+            deadlines.append(max(self.next_claim_at, db_ready))
+        if self.stopping:
+            deadlines.append(self.grace_deadline)
+        for child in self.children:
+            if child is not None and child.busy:
+                deadlines.append(child.head_started + self.settings.timeout)
+        if self.backlog and any(child is None or not child.busy for child in self.children):
+            deadlines.append(now)
+        return max(0.0, min(deadlines) - now)
+
+    # --- talking to the database ----------------------------------------------------
+
+    def _claim_room(self) -> int:
+        """How many more items to claim now: enough that no child waits for work."""
+        if self.stopping:
+            return 0
+        want = self.settings.concurrency * self.chunk
+        if len(self.backlog) >= want:
+            return 0
+        room = 2 * want - len(self.backlog) - self._running()
+        if self.options.max_items is not None:
+            room = min(room, self.options.max_items - self.claimed_total)
+        return max(room, 0)
+
+    def _exchange(self, now: float) -> None:
+        """Record finished results and claim more, in one transaction, when either is due."""
+        flush_due = bool(self.results) and (
+            len(self.results) >= FLUSH_SIZE
+            or now - self.results[0].at >= FLUSH_DELAY
+            or not self._running()
+            or self.stopping
+        )
+        room = self._claim_room()
+        limit = room if room and (flush_due or now >= self.next_claim_at) else 0
+        if not flush_due and not limit:
+            return
+        batch = self.results if flush_due else []
+        outcome = self._guard(
+            lambda: self.service.exchange(
+                [f.result for f in batch],
+                operation=self.options.operation,
+                limit=limit,
+                worker=self.id,
+                lease_seconds=self.settings.lease,
+            )
+        )
+        if outcome is None:
+            return
+        verdicts, claimed = outcome
+        if batch:
+            self.results = []
+            self._report(batch, verdicts)
+        if limit:
+            self.claimed_total += len(claimed)
+            for lease in claimed:
+                self.held[lease.item_id] = lease
+                self.backlog.append(lease)
+            self.claim_came_back_empty = not claimed
+            self.next_claim_at = now if len(claimed) == limit else now + self._idle_wait()
+
+    def _idle_wait(self) -> float:
+        """How long to wait before claiming again after a claim found less than asked."""
+        if not self.options.loop:
+            return 0.05
+        due = self._guard(lambda: self.service.next_due_at(self.options.operation))
+        wait_for = self.settings.poll_interval
+        if due is not None:
+            wait_for = min(wait_for, max(0.0, due - self.service.now()))
+        return wait_for
+
+    def _heartbeat(self, now: float) -> None:
+        self.next_heartbeat_at = now + self.settings.lease / 3
+        tokens = {lease.token for lease in self.held.values()}
+        current = [child.assigned[0].item_id for child in self.children if child is not None and child.busy]
+        cancelled = self._guard(
+            lambda: self.service.heartbeat(
+                self.id,
+                tokens,
+                lease_seconds=self.settings.lease,
+                current=current,
+                done=self.summary.processed,
+            )
+        )
+        if cancelled:
+            self._cancel(cancelled)
+
+    def _guard(self, call: Callable[[], Any]) -> Any:
+        """Run a database call; if the database is busy or unreachable past the lock
+        budget, log it, back off and return None (the worker carries on and retries)."""
+        try:
+            result = call()
+        except (DatabaseBusy, DatabaseUnreachable) as exc:
+            self.db_failures += 1
+            delay = min(30.0, 0.5 * 2 ** min(self.db_failures, 6))
+            self.db_retry_at = time.monotonic() + delay
+            log.warning("%s; retrying in %.0fs", exc, delay)
+            return None
+        if self.db_failures:
+            log.warning("database reachable again")
+            self.db_failures = 0
+        return result
+
+    def _report(self, batch: list[_Finished], verdicts: list[Verdict]) -> None:
+        counters = {
+            "completed": "completed",
+            "failed": "failed",
+            "retrying": "retried",
+            "cancelled": "cancelled",
+        }
+        for finished, verdict in zip(batch, verdicts, strict=True):
+            lease = finished.result.lease
+            self.held.pop(lease.item_id, None)
+            if verdict == "discarded":
+                self.summary.discarded += 1
+                log.warning(
+                    "item %d: result discarded: its lease expired and another worker took it over "
+                    "(this attempt ran %.1fs; consider a longer --lease)",
+                    lease.item_id,
+                    finished.seconds,
+                )
+            else:
+                self.summary.processed += 1
+                name = counters[verdict]
+                setattr(self.summary, name, getattr(self.summary, name) + 1)
+            if self.on_event is not None:
+                error = None if finished.result.ok else error_text(finished.result, verdict)
+                self.on_event(ItemEvent(lease, verdict, error, finished.seconds))
+
+    # --- children -------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        for slot, child in enumerate(self.children):
+            if not self.backlog:
+                return
+            if child is not None and child.busy:
+                continue
+            if child is None:
+                child = self.children[slot] = Child(
+                    self.handler, self._memory_limit(), quiet=self.options.quiet_children
+                )
+            size = min(self.chunk, len(self.backlog))
+            child.assign([self.backlog.popleft() for _ in range(size)])
+
+    def _memory_limit(self) -> int | None:
+        limit = self.settings.memory_limit
+        if limit is None:  # default: cap the parsers, not a user's own command
+            return None if self.handler.kind == "command" else DEFAULT_MEMORY_LIMIT
+        return limit or None
+
+    def _receive(self, slot: int, child: Child) -> None:
+        messages, death = child.receive()
+        for message in messages:
+            if message[0] != "done":
+                continue
+            started = child.head_started
+            lease = child.finished_head()
+            self._finished(lease, message[2], time.monotonic() - started)
+        if death is not None:
+            self._lost_child(slot, child, death)
+
+    def _finished(
+        self, lease: Lease, outcome: HandlerOutcome, seconds: float, cancelled: bool = False
+    ) -> None:
+        result = AttemptResult(
+            lease,
+            ok=outcome.ok,
+            text=outcome.text,
+            metadata=outcome.metadata,
+            note=outcome.note,
+            error=outcome.error,
+            permanent=outcome.permanent,
+            cancelled=cancelled,
+        )
+        self.results.append(_Finished(result, seconds, time.monotonic()))
+        self.mean_seconds = seconds if self.mean_seconds is None else 0.8 * self.mean_seconds + 0.2 * seconds
+        self.chunk = max(1, min(MAX_CHUNK, int(CHUNK_TARGET / max(self.mean_seconds, 1e-6))))
+
+    def _lost_child(self, slot: int, child: Child, death: Death) -> None:
+        """A child died: its running item failed (transient); its queued items go back."""
+        self.children[slot] = None
+        if death.blame_current and child.assigned:
+            lease = child.assigned.popleft()
+            log.warning("item %d: %s (%s)", lease.item_id, death.reason, lease.path)
+            seconds = time.monotonic() - child.head_started
+            self._finished(lease, HandlerOutcome(ok=False, error=death.reason), seconds)
+        self.backlog.extendleft(reversed(child.assigned))
+        child.assigned.clear()
+
+    def _enforce_timeouts(self, now: float) -> None:
+        for slot, child in enumerate(self.children):
+            if child is None or not child.busy or now - child.head_started < self.settings.timeout:
+                continue
+            child.kill()
+            self.children[slot] = None
+            lease = child.assigned.popleft()
+            error = f"timeout: stopped after {self.settings.timeout:g}s"
+            log.warning("item %d: %s (%s)", lease.item_id, error, lease.path)
+            self._finished(lease, HandlerOutcome(ok=False, error=error), now - child.head_started)
+            self.backlog.extendleft(reversed(child.assigned))
+
+    def _cancel(self, item_ids: set[int]) -> None:
+        """Stop items whose cancellation was requested: kill the child running them."""
+        for lease in [lease for lease in self.backlog if lease.item_id in item_ids]:
+            self.backlog.remove(lease)
+            self._finished(lease, HandlerOutcome(ok=False, error="cancelled"), 0.0, cancelled=True)
+        for slot, child in enumerate(self.children):
+            if child is None or not any(lease.item_id in item_ids for lease in child.assigned):
+                continue
+            child.kill()
+            self.children[slot] = None
+            seconds = time.monotonic() - child.head_started
+            for lease in child.assigned:
+                if lease.item_id in item_ids:
+                    self._finished(
+                        lease, HandlerOutcome(ok=False, error="cancelled"), seconds, cancelled=True
+                    )
+                else:
+                    self.backlog.appendleft(lease)
+            child.assigned.clear()
+
+    # --- stopping -------------------------------------------------------------------
+
+    def _begin_stop(self, now: float) -> None:
+        """Stop claiming; give back what has not started; let running items finish."""
+        self.stopping = True
+        self.grace_deadline = now + self.settings.grace
+        running = self._running()
+        if self.waker.signals:
+            log.warning(
+                "stopping: letting %d running item(s) finish (up to %gs); signal again to stop now",
+                running,
+                self.settings.grace,
+            )
+        self._give_back(list(self.backlog))
+        self.backlog.clear()
+
+    def _give_back(self, leases: list[Lease]) -> None:
+        if not leases:
+            return
+        released = self._guard(lambda: self.service.release(leases))
+        for lease in leases:
+            self.held.pop(lease.item_id, None)
+        if released:
+            self.summary.released += released
+
+    def _shutdown(self) -> None:
+        """Stop the children, record what finished, give back the rest, sign off."""
+        unfinished = list(self.backlog)
+        self.backlog.clear()
+        for child in self.children:
+            if child is None:
+                continue
+            if child.busy:
+                child.kill()
+                unfinished.extend(child.assigned)
+            else:
+                child.stop()
+        self.children = [None] * len(self.children)
+        if self.results:
+            batch, self.results = self.results, []
+            outcome = self._guard(
+                lambda: self.service.exchange(
+                    [f.result for f in batch], worker=self.id, lease_seconds=self.settings.lease
+                )
+            )
+            if outcome is not None:
+                self._report(batch, outcome[0])
+        self._give_back(unfinished)
+        self._guard(lambda: self.service.worker_stopped(self.id, done=self.summary.processed))
