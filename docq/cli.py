@@ -46,25 +46,26 @@ class DocqGroup(TyperGroup):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
-        from typer import _click
-
         from docq import render
 
         code: int
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
             code = result if isinstance(result, int) else EXIT_OK
-        except _click.exceptions.NoArgsIsHelpError as exc:
-            code = 0 if exc.ctx is None else EXIT_OK
-            exc.show()
-        except _click.exceptions.ClickException as exc:
-            context = getattr(exc, "ctx", None)
-            where = f" (see `{context.command_path} --help`)" if context is not None else ""
-            render.error(f"{_lower_first(exc.format_message())}{where}")
-            code = exc.exit_code
-        except _click.exceptions.Abort:  # type: ignore[attr-defined]
+        except _CLICK_EXCEPTION as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # `docq` alone: the help, as asked
+                exc.show()
+                code = EXIT_OK
+            else:
+                context = getattr(exc, "ctx", None)
+                where = f" (see `{context.command_path} --help`)" if context is not None else ""
+                render.error(f"{_lower_first(exc.format_message())}{where}")
+                code = exc.exit_code
+        except typer.Abort:
             render.error("aborted")
             code = 1
+        except SystemExit as exc:  # Typer exits 1 itself when stdout is a closed pipe
+            code = exc.code if isinstance(exc.code, int) else EXIT_OK
         except DocqError as exc:
             if state.debug:
                 raise
@@ -84,6 +85,11 @@ class DocqGroup(TyperGroup):
         if standalone_mode:
             sys.exit(code)
         return code
+
+
+# Click's base exception, found through a public class so that this works whether Typer
+# ships its own copy of Click or depends on the click package.
+_CLICK_EXCEPTION: Any = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
 def _lower_first(text: str) -> str:

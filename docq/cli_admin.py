@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from docq.cli import JsonOption, app, duration, finish, service, settings, state
-from docq.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, UsageError
+from docq.errors import EXIT_ERROR, EXIT_OK, UsageError
 
 StatusOption = Annotated[
     list[str] | None,
@@ -201,4 +201,169 @@ def purge(
     render_admin.purge_result(removed, as_json=as_json, dry_run=False)
 
 
-_ = (EXIT_ERROR, EXIT_USAGE, settings, state)
+@app.command()
+def export(
+    fmt: Annotated[
+        str,
+        typer.Option("--format", "-f", metavar="jsonl|csv", help="jsonl: everything; csv: metadata only."),
+    ] = "jsonl",
+    output: Annotated[
+        str | None, typer.Option("--output", metavar="FILE", help="Write here instead of stdout.")
+    ] = None,
+    text_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--text-dir", metavar="DIR", help="Also write one .txt per processed document into DIR."
+        ),
+    ] = None,
+    status: StatusOption = None,
+    operation: OperationFilter = None,
+    error: ErrorFilter = None,
+    since: SinceFilter = None,
+) -> None:
+    """Export documents with their metadata and text, for scripts.
+
+    One JSON object per document (JSON Lines), or CSV rows of metadata. Filters pick
+    documents that have matching items. Text files are named <id>-<file name>.txt and
+    never leave DIR, whatever the documents are called.
+
+    [bold]Examples[/]
+
+      docq export > results.jsonl
+      docq export --format csv --output metadata.csv
+      docq export --status completed --since 1d --text-dir texts/
+    """
+    import sys
+
+    from docq import export as exporter
+    from docq import render
+
+    if fmt not in ("jsonl", "csv"):
+        raise UsageError(f"unknown --format {fmt!r}: use jsonl or csv")
+    where = _item_filter(status, operation, error, since, None)
+    db = service().db
+    if output is None and text_dir is not None and sys.stdout.isatty():
+        stream = None  # only the text files: do not flood the terminal
+    elif output is None:
+        stream = sys.stdout
+    else:
+        try:
+            stream = open(output, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise UsageError(f"cannot write --output {output}: {exc.strerror}") from None
+    try:
+        count = exporter.export(db, stream, fmt=fmt, where=where, text_dir=text_dir)  # type: ignore[arg-type]
+    finally:
+        if stream is not None and stream is not sys.stdout:
+            stream.close()
+    if output is not None or text_dir is not None:
+        files = f" and {count.text_files} text files in {text_dir}" if text_dir else ""
+        target = f" to {output}" if output else ""
+        render.warn(f"exported {count.documents} documents{target}{files}")
+
+
+@app.command()
+def workers(
+    all_: Annotated[bool, typer.Option("--all", "-a", help="Include workers that stopped.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """List workers: host, pid, heartbeat, current items, items done; dead ones marked.
+
+    A worker is dead when it stopped heartbeating for longer than its lease without
+    signing off (killed, or its machine went away); its items are taken over when
+    their leases expire.
+
+    [bold]Examples[/]
+
+      docq workers
+      docq workers --all --json
+    """
+    from docq import render_admin, views
+
+    db = service().db
+    rows = views.list_workers(db, include_stopped=all_)
+    render_admin.workers(rows, now=service().now(), as_json=as_json)
+
+
+@app.command()
+def doctor(as_json: JsonOption = False) -> None:
+    """Check the database and this machine: one pass/warn/fail line each.
+
+    Integrity, schema version, journal mode and synchronous setting, WAL size, expired
+    leases, dead workers, network filesystems, and the extraction libraries. Exit 0 when
+    nothing failed, 1 otherwise.
+
+    [bold]Examples[/]
+
+      docq doctor
+      docq --db /srv/queue.db doctor --json
+    """
+    from docq import render_admin
+    from docq.doctor import run_checks
+
+    checks = run_checks(state.db, settings())
+    render_admin.doctor(checks, as_json=as_json)
+    finish(EXIT_ERROR if any(check.level == "fail" for check in checks) else EXIT_OK)
+
+
+@app.command()
+def top(
+    interval: Annotated[
+        float, typer.Option(parser=duration, metavar="DURATION", help="Refresh this often.")
+    ] = "2s",  # type: ignore[assignment]
+) -> None:
+    """A live dashboard of the queue (the same as docq stats --watch).
+
+    Counts, completions per minute, live workers and what they run, recent failures.
+    Ctrl-C quits. Needs a terminal.
+
+    [bold]Examples[/]
+
+      docq top
+      docq top --interval 5s
+    """
+    from docq import dashboard
+
+    dashboard.run(service(), interval=interval)
+
+
+@app.command("copy")
+def copy_(
+    to: Annotated[
+        str, typer.Option("--to", metavar="TARGET", help="The empty database to copy into (a path or URL).")
+    ],
+    as_json: JsonOption = False,
+) -> None:
+    """Copy this queue, history included, into another (empty) database.
+
+    The way to move from SQLite to PostgreSQL: stop the workers, copy, then point
+    DOCQ_DB at the new database. Ids stay the same. All or nothing.
+
+    [bold]Examples[/]
+
+      docq copy --to postgresql+psycopg://docq@db.internal/docq
+      docq --db old.db copy --to new.db
+    """
+    from docq import render
+    from docq.copy import copy_queue
+    from docq.db import Database
+
+    source = service().db
+    target = Database(to, settings(db=to))
+    if target.target == source.target:
+        raise UsageError("--to names the database being copied")
+    with target:
+        count = copy_queue(source, target)
+    if as_json:
+        render.print_json({"rows": count.rows, "in_progress": count.in_progress})
+        return
+    copied = ", ".join(f"{n} {table}" for table, n in count.rows.items())
+    render.out().print(f"Copied {copied} to {target.target.display}.")
+    if count.in_progress:
+        render.warn(
+            f"{count.in_progress} item(s) were in progress: they are taken over in the new database once "
+            "their leases expire (stop the workers before copying to avoid running them twice)"
+        )
+
+
+app.command("migrate", hidden=True)(copy_)

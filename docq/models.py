@@ -152,6 +152,7 @@ class Worker(SQLModel, table=True):
     host: str
     pid: int
     lane: str = ""
+    lease_seconds: float = 60.0  # heartbeats come every third of this; silence past it means dead
     started_at: float
     heartbeat_at: float
     stopped_at: float | None = None

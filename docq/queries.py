@@ -190,8 +190,8 @@ RETURNING id
 # --- workers -------------------------------------------------------------------------
 
 REGISTER_WORKER = """
-INSERT INTO workers (id, host, pid, lane, started_at, heartbeat_at, items_done)
-VALUES (:id, :host, :pid, :lane, :now, :now, 0)
+INSERT INTO workers (id, host, pid, lane, lease_seconds, started_at, heartbeat_at, items_done)
+VALUES (:id, :host, :pid, :lane, :lease, :now, :now, 0)
 """
 
 WORKER_HEARTBEAT = """

@@ -497,7 +497,7 @@ class DocumentQueueService:
 
     # --- workers ---------------------------------------------------------------------
 
-    def register_worker(self, worker: str, *, operation: str) -> None:
+    def register_worker(self, worker: str, *, operation: str, lease_seconds: float = 60.0) -> None:
         """Record a starting worker, so that `docq workers` can list it."""
         host, pid, _tag = worker.split(":", 2)
         params = {
@@ -505,6 +505,7 @@ class DocumentQueueService:
             "host": host,
             "pid": int(pid),
             "lane": lane_of(operation),
+            "lease": lease_seconds,
             "now": self.clock(),
         }
         self.db.write(lambda tx: tx.execute(q.REGISTER_WORKER, params))

@@ -7,7 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from docq import render
+from docq.doctor import Check
 from docq.maintenance import PurgeCount
+from docq.models import Worker
 from docq.render import shown_path, styled
 from docq.views import ItemRow
 
@@ -80,6 +82,67 @@ def purge_result(
         render.warn(text)
     else:
         render.out().print(text)
+
+
+def workers(rows: Sequence[Worker], *, now: float, as_json: bool) -> None:
+    """``docq workers``."""
+    data = [
+        {
+            "id": w.id,
+            "host": w.host,
+            "pid": w.pid,
+            "operation": w.lane or "process",
+            "started_at": render.iso(w.started_at),
+            "heartbeat_at": render.iso(w.heartbeat_at),
+            "stopped_at": render.iso(w.stopped_at),
+            "current_items": [int(i) for i in (w.current_items or "").split(",") if i],
+            "items_done": w.items_done,
+            "state": worker_state(w, now),
+        }
+        for w in rows
+    ]
+    if as_json:
+        render.print_json(data)
+        return
+    if not rows:
+        render.out().print("No workers running. Start one with `docq work --loop`.")
+        return
+    grid = render.table(
+        "Worker", "Host", "PID", "Operation", "Started", "Heartbeat", "Current", "Done", "State"
+    )
+    for w, row in zip(rows, data, strict=True):
+        state = str(row["state"])
+        grid.add_row(
+            w.id,
+            w.host,
+            str(w.pid),
+            str(row["operation"]),
+            render.when(w.started_at, now),
+            render.when(w.heartbeat_at, now),
+            (w.current_items or "-").replace(",", ", "),
+            str(w.items_done),
+            {"alive": "[green]alive[/]", "dead": "[red]dead[/]"}.get(state, state),
+        )
+    render.print_table(grid)
+
+
+def worker_state(worker: Worker, now: float) -> str:
+    """``alive``, ``stopped`` (signed off), or ``dead`` (silent past its lease)."""
+    if worker.stopped_at is not None:
+        return "stopped"
+    return "dead" if now - worker.heartbeat_at > worker.lease_seconds else "alive"
+
+
+def doctor(checks: Sequence[Check], *, as_json: bool) -> None:
+    """``docq doctor``: one line per check."""
+    if as_json:
+        render.print_json([{"check": c.name, "level": c.level, "detail": c.detail} for c in checks])
+        return
+    console = render.out()
+    colours = {"pass": "green", "warn": "yellow", "fail": "red"}
+    for check in checks:
+        label = f"[{colours[check.level]}]{check.level:4}[/]" if console.is_terminal else f"{check.level:4}"
+        console.print(f"{label}  {check.name}: {_escape(check.detail)}", soft_wrap=True)
 
 
 def _escape(text: str) -> str:

@@ -153,7 +153,9 @@ class Worker:
 
     def run(self) -> WorkSummary:
         """Run until drained (once mode), stopped, or out of items or time."""
-        self.service.register_worker(self.id, operation=self.options.operation)
+        self.service.register_worker(
+            self.id, operation=self.options.operation, lease_seconds=self.settings.lease
+        )
         listener = self.service.db.listener() if self.options.loop else None
         self.waker.install()
         started = time.monotonic()

@@ -1,0 +1,150 @@
+"""``docq export``: results for scripts, as JSON Lines or CSV, and text files in a folder.
+
+Documents stream out in batches, so an export of any size runs in bounded memory. Text
+files are named ``<document id>-<sanitised file name>.txt``: the id keeps names unique, so
+one document can never overwrite another's file, and sanitising keeps every name inside
+the folder (no ``/``, no ``..``, no leading dot); files are opened without following
+symbolic links.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+from dataclasses import dataclass
+from typing import IO, Any, Literal
+
+from docq.db import Database
+from docq.errors import UsageError
+from docq.models import Document, QueueItem
+from docq.paths import from_db
+from docq.views import ItemFilter, iter_documents
+
+Format = Literal["jsonl", "csv"]
+
+CSV_COLUMNS = (
+    "id",
+    "path",
+    "status",
+    "mime_type",
+    "size",
+    "sha256",
+    "pages",
+    "title",
+    "author",
+    "created",
+    "words",
+    "characters",
+    "encrypted",
+    "needs_ocr",
+    "extractor",
+    "extractor_version",
+    "processed_at",
+)
+_UNSAFE = re.compile(r"[^\w.\-]+")
+MAX_NAME = 120
+
+
+@dataclass
+class ExportCount:
+    """How much an export wrote."""
+
+    documents: int = 0
+    text_files: int = 0
+
+
+def export(
+    db: Database,
+    stream: IO[str] | None,
+    *,
+    fmt: Format = "jsonl",
+    where: ItemFilter | None = None,
+    text_dir: str | None = None,
+) -> ExportCount:
+    """Write one record per document to ``stream`` (if given) and, with ``text_dir``, one
+    ``.txt`` file per processed document. ``where`` narrows the documents to those with
+    matching items (without it: every document)."""
+    from docq.render import iso
+
+    where = where or ItemFilter(limit=None)
+    if text_dir is not None:
+        _prepare_dir(text_dir)
+    writer = csv.writer(stream, lineterminator="\n") if fmt == "csv" and stream is not None else None
+    if writer is not None:
+        writer.writerow(CSV_COLUMNS)
+    count = ExportCount()
+    for document, items in iter_documents(db, where):
+        count.documents += 1
+        metadata = json.loads(document.metadata_json) if document.metadata_json else {}
+        if stream is not None:
+            if writer is not None:
+                writer.writerow(_csv_row(document, metadata, iso(document.processed_at)))
+            else:
+                record = _json_record(document, metadata, items, iso(document.processed_at))
+                stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+        if text_dir is not None and document.status == "processed" and document.text is not None:
+            write_text_file(text_dir, document, document.text)
+            count.text_files += 1
+    return count
+
+
+def _json_record(
+    document: Document, metadata: dict[str, Any], items: list[QueueItem] | Any, processed_at: str | None
+) -> dict[str, Any]:
+    return {
+        "id": document.id,
+        "path": document.path,
+        "status": document.status,
+        "mime_type": document.mime_type,
+        "size": document.size,
+        "sha256": document.sha256,
+        "processed_at": processed_at,
+        "metadata": metadata,
+        "text": document.text,
+        "items": [
+            {"id": item.id, "operation": item.operation, "status": item.status, "last_error": item.last_error}
+            for item in items
+        ],
+    }
+
+
+def _csv_row(document: Document, metadata: dict[str, Any], processed_at: str | None) -> list[Any]:
+    values: dict[str, Any] = {
+        "id": document.id,
+        "path": document.path,
+        "status": document.status,
+        "mime_type": document.mime_type,
+        "size": document.size,
+        "sha256": document.sha256,
+        "processed_at": processed_at,
+    }
+    return [values[column] if column in values else metadata.get(column) for column in CSV_COLUMNS]
+
+
+def text_file_name(document_id: int, path: str) -> str:
+    """The file name of a document's text: ``<id>-<name>.txt``, safe in any folder."""
+    base = os.path.basename(from_db(path)) or "document"
+    safe = _UNSAFE.sub("_", base).strip("._-") or "document"
+    return f"{document_id}-{safe[:MAX_NAME]}.txt"
+
+
+def write_text_file(directory: str, document: Document, text: str) -> str:
+    """Write ``text`` to the document's file in ``directory``; returns the file's path."""
+    assert document.id is not None
+    target = os.path.join(directory, text_file_name(document.id, document.path))
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(target, flags, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return target
+
+
+def _prepare_dir(directory: str) -> None:
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create --text-dir {directory}: {exc.strerror}") from None
+    if not os.access(directory, os.W_OK):
+        raise UsageError(f"--text-dir {directory} is not writable")
