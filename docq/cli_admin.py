@@ -367,3 +367,47 @@ def copy_(
 
 
 app.command("migrate", hidden=True)(copy_)
+
+
+@app.command()
+def bench(
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Small sizes: a few seconds, every figure still reported.")
+    ] = False,
+    large: Annotated[
+        bool, typer.Option("--large", help="Also measure claims with 1,000,000 items pending (minutes).")
+    ] = False,
+    files: Annotated[int, typer.Option(min=10, help="Files for the bulk enqueue.")] = 10_000,
+    items: Annotated[int, typer.Option(min=10, help="Items per claim+complete run.")] = 5_000,
+    texts: Annotated[int, typer.Option(min=10, help="Text files for the end-to-end run.")] = 5_000,
+    pdfs: Annotated[int, typer.Option(min=2, help="PDFs (10 pages each) for the extraction run.")] = 40,
+    as_json: JsonOption = False,
+) -> None:
+    """Measure docq on this machine, like pgbench or redis-benchmark.
+
+    Runs on scratch databases and generated documents (removed afterwards): bulk
+    enqueue, claim+complete against a bare sqlite3 baseline, cost as the queue grows,
+    end-to-end work against huey (if installed) and PDF extraction against pypdfium2,
+    start-up time and idle memory. With --db, the scratch databases go beside that file,
+    or into a temporary schema of that PostgreSQL database (claim rates reported beside
+    SQLite's). --synchronous applies.
+
+    [bold]Examples[/]
+
+      docq bench
+      docq bench --quick --json
+      docq --db postgresql+psycopg://postgres@localhost/test bench
+    """
+    from docq import bench as benchmark
+    from docq import render, render_admin
+
+    options = benchmark.BenchOptions(
+        files=files, items=items, texts=texts, pdfs=pdfs, large=large, target=state.db
+    )
+    if quick:
+        options = options.quick()
+    report = benchmark.run(options, settings(), progress=render_admin.bench_progress(enabled=not as_json))
+    if as_json:
+        render.print_json(render_admin.bench_dict(report))
+    else:
+        render_admin.bench_report(report)

@@ -157,10 +157,14 @@ def finish(tx: Tx, results: Sequence[AttemptResult], policy: RetryPolicy, now: f
     """Record how each attempt ended, fenced by its lease: completed, retrying (back to
     pending after the backoff delay), failed for good, or cancelled. A result whose lease
     was lost meanwhile is ``discarded`` and changes nothing."""
+    completed = _complete_all(tx, [r for r in results if r.ok and not r.cancelled], now)
     verdicts: list[Verdict] = []
     history: list[dict[str, Any]] = []
     for result in results:
-        verdict = _finish_one(tx, result, policy, now)
+        if result.ok and not result.cancelled:
+            verdict = completed[result.lease.item_id]
+        else:
+            verdict = _finish_one(tx, result, policy, now)
         verdicts.append(verdict)
         if verdict == "discarded":
             continue
@@ -185,6 +189,31 @@ def finish(tx: Tx, results: Sequence[AttemptResult], policy: RetryPolicy, now: f
     return verdicts
 
 
+def _complete_all(tx: Tx, results: Sequence[AttemptResult], now: float) -> dict[int, Verdict]:
+    """Complete successful attempts, fenced, with one statement per lease token (a
+    worker's group of results mostly shares one), then store their results in bulk."""
+    by_token: dict[str, list[int]] = {}
+    for result in results:
+        by_token.setdefault(result.lease.token, []).append(result.lease.item_id)
+    accepted: set[int] = set()
+    for token, ids in by_token.items():
+        marks = ", ".join(f":i{n}" for n in range(len(ids)))
+        params: dict[str, Any] = {f"i{n}": item_id for n, item_id in enumerate(ids)}
+        rows = tx.all(q.COMPLETE_MANY.format(ids=marks), {**params, "token": token, "now": now})
+        accepted.update(row[0] for row in rows)
+    verdicts: dict[int, Verdict] = {}
+    stored = []
+    for result in results:
+        lease = result.lease
+        if lease.item_id in accepted:
+            verdicts[lease.item_id] = "completed"
+            stored.append(result)
+        else:
+            verdicts[lease.item_id] = _recognise_own_commit(tx, lease)
+    _store_results(tx, stored, now)
+    return verdicts
+
+
 def _finish_one(tx: Tx, result: AttemptResult, policy: RetryPolicy, now: float) -> Verdict:
     lease = result.lease
     fence = {"id": lease.item_id, "token": lease.token, "now": now}
@@ -193,11 +222,6 @@ def _finish_one(tx: Tx, result: AttemptResult, policy: RetryPolicy, now: float) 
             return "discarded"
         restore_document_status(tx, lease.document_id, now)
         return "cancelled"
-    if result.ok:
-        if tx.execute(q.COMPLETE, fence).rowcount != 1:
-            return _recognise_own_commit(tx, lease)
-        _store_result(tx, result, now)
-        return "completed"
     retry = policy.should_retry(lease.attempt, permanent=result.permanent, max_attempts=lease.max_attempts)
     if retry:
         delay = policy.delay(lease.attempt)
@@ -247,26 +271,38 @@ def _recognise_own_commit(tx: Tx, lease: Lease) -> Verdict:
     return "discarded"
 
 
-def _store_result(tx: Tx, result: AttemptResult, now: float) -> None:
-    lease = result.lease
-    if result.metadata is not None:
-        metadata = result.metadata
-        tx.execute(
-            q.STORE_EXTRACTION,
-            {
-                "id": lease.document_id,
-                "text": result.text,
-                "metadata": json.dumps(metadata, ensure_ascii=False),
-                "sha256": metadata.get("sha256"),
-                "size": metadata.get("size"),
-                "mime_type": metadata.get("mime_type"),
-                "extractor": metadata.get("extractor_version"),
-                "now": now,
-            },
-        )
-        return
-    tx.execute(q.STORE_OUTPUT, {"item_id": lease.item_id, "text": result.text, "note": result.note})
-    set_document_status(tx, lease.document_id, DocumentStatus.PROCESSED, now)
+def _store_results(tx: Tx, results: Sequence[AttemptResult], now: float) -> None:
+    """Store completed attempts' results: an extraction's text and metadata on the
+    document; a command's output beside the item; and the document marked processed."""
+    extractions = []
+    outputs = []
+    plain = []
+    for result in results:
+        lease = result.lease
+        if result.metadata is not None:
+            metadata = result.metadata
+            extractions.append(
+                {
+                    "id": lease.document_id,
+                    "text": result.text,
+                    "metadata": json.dumps(metadata, ensure_ascii=False),
+                    "sha256": metadata.get("sha256"),
+                    "size": metadata.get("size"),
+                    "mime_type": metadata.get("mime_type"),
+                    "extractor": metadata.get("extractor_version"),
+                    "now": now,
+                }
+            )
+            continue
+        if result.text is not None or result.note is not None:  # a command's output (no-ops have none)
+            outputs.append({"item_id": lease.item_id, "text": result.text, "note": result.note})
+        plain.append({"status": DocumentStatus.PROCESSED.value, "now": now, "id": lease.document_id})
+    if extractions:
+        tx.executemany(q.STORE_EXTRACTION, extractions)
+    if outputs:
+        tx.executemany(q.STORE_OUTPUT, outputs)
+    if plain:
+        tx.executemany(q.SET_DOCUMENT_STATUS, plain)
 
 
 def error_text(result: AttemptResult, verdict: str) -> str:

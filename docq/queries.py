@@ -89,11 +89,14 @@ LEASE_STATE = "SELECT status, lease_token FROM queue_items WHERE id = :id"
 
 # Completion is accepted only from the worker that still holds the lease, so a late
 # worker can never overwrite the result of the one that took over: exactly-once
-# completion. The token stays on the row, so a retried commit recognises its own work.
-COMPLETE = """
+# completion. One statement completes a group of items claimed under one token ({ids}:
+# their ids) and returns the ids it completed, i.e. those whose lease was still held.
+# The token stays on the row, so a retried commit recognises its own work.
+COMPLETE_MANY = """
 UPDATE queue_items SET status = 'completed', finished_at = :now, lease_expires_at = NULL,
     last_error = NULL, cancel_requested = FALSE
-WHERE id = :id AND lease_token = :token AND status = 'in_progress'
+WHERE lease_token = :token AND status = 'in_progress' AND id IN ({ids})
+RETURNING id
 """
 
 # A failed attempt with attempts left goes back to pending, due after the backoff delay.

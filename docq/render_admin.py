@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from docq import render
 from docq.doctor import Check
@@ -12,6 +12,9 @@ from docq.maintenance import PurgeCount
 from docq.models import Worker
 from docq.render import shown_path, styled
 from docq.views import ItemRow
+
+if TYPE_CHECKING:
+    from docq.bench import Report
 
 
 def item_row_dict(row: ItemRow) -> dict[str, Any]:
@@ -143,6 +146,63 @@ def doctor(checks: Sequence[Check], *, as_json: bool) -> None:
     for check in checks:
         label = f"[{colours[check.level]}]{check.level:4}[/]" if console.is_terminal else f"{check.level:4}"
         console.print(f"{label}  {check.name}: {_escape(check.detail)}", soft_wrap=True)
+
+
+def bench_progress(*, enabled: bool) -> Callable[[str], None]:
+    """Where ``docq bench`` says what it is measuring: a line on stderr."""
+
+    def say(message: str) -> None:
+        if enabled:
+            render.warn(f"bench: {message}")
+
+    return say
+
+
+def bench_dict(report: Report) -> dict[str, Any]:
+    """The ``docq bench --json`` form."""
+    return {
+        "machine": report.machine,
+        "measures": [
+            {
+                "section": m.section,
+                "name": m.name,
+                "value": None if m.value is None else round(m.value, 3),
+                "unit": m.unit,
+                "target": m.target or None,
+                "ok": m.ok,
+                "note": m.note or None,
+            }
+            for m in report.measures
+        ],
+    }
+
+
+def bench_report(report: Report) -> None:
+    """``docq bench``: one table, grouped by section."""
+    machine = report.machine
+    render.out().print(
+        f"docq bench · Python {machine['python']} · SQLite {machine['sqlite']} · {machine['cpus']} CPUs · "
+        f"{machine['platform']}"
+    )
+    grid = render.table("Measure", "Result", "Target", "")
+    section = None
+    for m in report.measures:
+        if m.section != section:
+            section = m.section
+            grid.add_row(f"[bold]{_escape(section)}[/]", "", "", "")
+        value = "-" if m.value is None else _number(m.value, m.unit)
+        verdict = {True: "[green]met[/]", False: "[red]missed[/]", None: ""}[m.ok]
+        note = f" ({_escape(m.note)})" if m.note else ""
+        grid.add_row(f"  {_escape(m.name)}", value + note, m.target, verdict)
+    render.print_table(grid)
+
+
+def _number(value: float, unit: str) -> str:
+    if unit in ("%", "x"):
+        return f"{value:.1f}{'' if unit == '%' else ' '}{unit}" if unit == "%" else f"{value:.2f}x"
+    if value >= 100:
+        return f"{value:,.0f} {unit}"
+    return f"{value:,.1f} {unit}"
 
 
 def _escape(text: str) -> str:

@@ -220,7 +220,7 @@ class Worker:
         for child in self.children:
             if child is not None and child.busy:
                 deadlines.append(child.head_started + self.settings.timeout)
-        if self.backlog and any(child is None or not child.busy for child in self.children):
+        if self.backlog and any(child is None or self._has_room(child) for child in self.children):
             deadlines.append(now)
         return max(0.0, min(deadlines) - now)
 
@@ -233,7 +233,9 @@ class Worker:
         want = self.settings.concurrency * self.chunk
         if len(self.backlog) >= want:
             return 0
-        room = 2 * want - len(self.backlog) - self._running()
+        # Each child runs a chunk with another queued behind it; one more chunk per child
+        # waits here, so results and new work flow without the children ever waiting.
+        room = 3 * want - len(self.backlog) - self._running()
         if self.options.max_items is not None:
             room = min(room, self.options.max_items - self.claimed_total)
         return max(room, 0)
@@ -348,7 +350,7 @@ class Worker:
         for slot, child in enumerate(self.children):
             if not self.backlog:
                 return
-            if child is not None and child.busy:
+            if child is not None and not self._has_room(child):
                 continue
             if child is None:
                 child = self.children[slot] = Child(
@@ -356,6 +358,11 @@ class Worker:
                 )
             size = min(self.chunk, len(self.backlog))
             child.assign([self.backlog.popleft() for _ in range(size)])
+
+    def _has_room(self, child: Child) -> bool:
+        """A child is given a chunk while it has at most one chunk to run, so the next
+        chunk is already waiting in its pipe when it finishes the current one."""
+        return len(child.assigned) <= self.chunk
 
     def _memory_limit(self) -> int | None:
         limit = self.settings.memory_limit
