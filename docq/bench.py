@@ -222,6 +222,7 @@ def raw_claim_complete(path: str, count: int, batch: int, synchronous: str) -> f
                         "now": now,
                         "outcome": "completed",
                         "error": None,
+                        "seconds": None,
                     }
                     for row in held
                 ],

@@ -57,6 +57,7 @@ class AttemptResult:
     error: str | None = None
     permanent: bool = False
     cancelled: bool = False
+    seconds: float | None = None  # how long the processing itself took
 
 
 def new_worker_id(tag: str) -> str:
@@ -84,6 +85,7 @@ def sweep_expired(tx: Tx, now: float, max_attempts: int) -> list[int]:
                 "now": now,
                 "outcome": Outcome.ABANDONED.value,
                 "error": "lease expired",
+                "seconds": None,
             }
             for item_id, _doc, attempts, worker, started_at, _status in rows
         ],
@@ -182,6 +184,7 @@ def finish(tx: Tx, results: Sequence[AttemptResult], policy: RetryPolicy, now: f
                 "now": now,
                 "outcome": outcome.value,
                 "error": None if result.ok else error_text(result, verdict),
+                "seconds": result.seconds,
             }
         )
     if history:
@@ -256,6 +259,7 @@ def release(tx: Tx, leases: Sequence[Lease], now: float) -> int:
                 "now": now,
                 "outcome": Outcome.RELEASED.value,
                 "error": "released: the worker shut down before it finished (not counted as an attempt)",
+                "seconds": None,
             },
         )
         set_document_status(tx, lease.document_id, DocumentStatus.PENDING, now)

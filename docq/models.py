@@ -121,7 +121,10 @@ class Attempt(SQLModel, table=True):
     """One finished attempt at a queue item: the item's history."""
 
     __tablename__ = "attempts"
-    __table_args__ = (Index("ix_attempts_item", "item_id", "id"),)
+    __table_args__ = (
+        Index("ix_attempts_item", "item_id", "id"),
+        Index("ix_attempts_finished", "finished_at"),  # mean processing time of the last hour
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     item_id: int = Field(foreign_key="queue_items.id")
@@ -131,6 +134,7 @@ class Attempt(SQLModel, table=True):
     finished_at: float | None = None
     outcome: str
     error: str | None = None
+    seconds: float | None = None  # time spent processing, as the worker measured it
 
 
 class ItemOutput(SQLModel, table=True):

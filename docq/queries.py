@@ -127,8 +127,8 @@ WHERE id = :id AND lease_token = :token AND status = 'in_progress'
 """
 
 RECORD_ATTEMPT = """
-INSERT INTO attempts (item_id, attempt, worker_id, started_at, finished_at, outcome, error)
-VALUES (:item_id, :attempt, :worker, :started_at, :now, :outcome, :error)
+INSERT INTO attempts (item_id, attempt, worker_id, started_at, finished_at, outcome, error, seconds)
+VALUES (:item_id, :attempt, :worker, :started_at, :now, :outcome, :error, :seconds)
 """
 
 STORE_EXTRACTION = """

@@ -37,7 +37,7 @@ def item_dict(view: ItemView) -> dict[str, Any]:
                 "worker": attempt.worker_id,
                 "started_at": render.iso(attempt.started_at),
                 "finished_at": render.iso(attempt.finished_at),
-                "duration_seconds": _duration(attempt.started_at, attempt.finished_at),
+                "seconds": attempt.seconds,
                 "outcome": attempt.outcome,
                 "error": attempt.error,
             }
@@ -148,7 +148,7 @@ def _item_block(view: ItemView) -> None:
         return
     grid = render.table("#", "Outcome", "Worker", "Started", "Took", "Error")
     for attempt in view.history:
-        took = _duration(attempt.started_at, attempt.finished_at)
+        took = attempt.seconds
         grid.add_row(
             str(attempt.attempt),
             styled(attempt.outcome),
@@ -171,12 +171,6 @@ def _text_preview(view: DocumentView) -> None:
         console.print(f"  {line[:160]}", markup=False, highlight=False)
     if len(lines) > TEXT_PREVIEW_LINES:
         console.print(f"  … {len(lines) - TEXT_PREVIEW_LINES} more lines")
-
-
-def _duration(started: float | None, finished: float | None) -> float | None:
-    if started is None or finished is None:
-        return None
-    return round(finished - started, 4)
 
 
 def render_escape(text: str) -> str:

@@ -393,6 +393,7 @@ class Worker:
             error=outcome.error,
             permanent=outcome.permanent,
             cancelled=cancelled,
+            seconds=seconds,
         )
         self.results.append(_Finished(result, seconds, time.monotonic()))
         self.mean_seconds = seconds if self.mean_seconds is None else 0.8 * self.mean_seconds + 0.2 * seconds
