@@ -101,16 +101,16 @@ app = typer.Typer(
     name="docq",
     help="""A durable queue for batches of documents.
 
-Queue files with [bold]docq enqueue[/], process them with [bold]docq work[/] (from cron, or
-[bold]--loop[/] under systemd), and watch with [bold]docq stats[/]. The queue lives in a
+Queue files with **docq enqueue**, process them with **docq work** (from cron, or
+**--loop** under systemd), and watch with **docq stats**. The queue lives in a
 database, so nothing is lost when a process dies.
 
-  docq enqueue -r ~/scans
-  docq work
-  docq stats""",
+    docq enqueue -r ~/scans
+    docq work
+    docq stats""",
     no_args_is_help=True,
     add_completion=False,
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     pretty_exceptions_enable=False,
 )
@@ -259,11 +259,11 @@ def enqueue(
     before with the same content is skipped unless --force; changed content is queued
     again. Inputs that cannot be queued are reported and the rest still go in (exit 3).
 
-    [bold]Examples[/]
+    **Examples**
 
-      docq enqueue report.pdf notes.md
-      docq enqueue -r ~/scans --priority 5
-      find . -name '*.pdf' -print0 | docq enqueue -0 --from -
+          docq enqueue report.pdf notes.md
+          docq enqueue -r ~/scans --priority 5
+          find . -name '*.pdf' -print0 | docq enqueue -0 --from -
     """
     from docq import render_queue
     from docq.enqueue import enqueue_paths, read_path_list
@@ -348,12 +348,12 @@ def reprocess(
 
     A document that already has a pending or running item is not queued twice.
 
-    [bold]Examples[/]
+    **Examples**
 
-      docq reprocess 12 ~/scans/invoice.pdf
-      docq reprocess --failed
-      docq reprocess --stale --dry-run
-      docq reprocess 12 --operation ocr
+          docq reprocess 12 ~/scans/invoice.pdf
+          docq reprocess --failed
+          docq reprocess --stale --dry-run
+          docq reprocess 12 --operation ocr
     """
     from docq import render_queue
 
@@ -500,11 +500,11 @@ def work(
     exponential backoff. The first SIGINT/SIGTERM lets running items finish (up to
     --grace) and gives the rest back; a second stops at once.
 
-    [bold]Examples[/]
+    **Examples**
 
-      docq work
-      docq work --loop --concurrency 4
-      docq work --operation ocr -- ocrmypdf --skip-text {path} {stem}.ocr.pdf
+          docq work
+          docq work --loop --concurrency 4
+          docq work --operation ocr -- ocrmypdf --skip-text {path} {stem}.ocr.pdf
     """
     from docq import render_queue
     from docq.worker import WorkOptions, process_document_queue
@@ -589,11 +589,11 @@ def stats(
 ) -> None:
     """Show the queue: items per status, retries waiting, throughput, who holds what.
 
-    [bold]Examples[/]
+    **Examples**
 
-      docq stats
-      docq stats --json | jq .pending
-      docq stats --watch
+          docq stats
+          docq stats --json | jq .pending
+          docq stats --watch
     """
     if watch:
         from docq import dashboard
@@ -619,11 +619,11 @@ def show(
 ) -> None:
     """Show a document: its metadata, queue items, every attempt and its text.
 
-    [bold]Examples[/]
+    **Examples**
 
-      docq show 12
-      docq show ~/scans/invoice.pdf --text
-      docq show --item 40 --json
+          docq show 12
+          docq show ~/scans/invoice.pdf --text
+          docq show --item 40 --json
     """
     from docq import render_show, views
 

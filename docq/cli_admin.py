@@ -68,11 +68,11 @@ def list_(
 ) -> None:
     """List queue items, newest first.
 
-    [bold]Examples[/]
+    **Examples**
 
-      docq list --status failed
-      docq list --status retrying,pending --operation ocr
-      docq list --error encrypted --since 1d --json
+          docq list --status failed
+          docq list --status retrying,pending --operation ocr
+          docq list --error encrypted --since 1d --json
     """
     from docq import render_admin, views
 
@@ -95,11 +95,11 @@ def retry(
 
     Their earlier attempts stay in the history (docq show).
 
-    [bold]Examples[/]
+    **Examples**
 
-      docq retry 41 42
-      docq retry --all-failed
-      docq retry --error "file missing" --dry-run
+          docq retry 41 42
+          docq retry --all-failed
+          docq retry --error "file missing" --dry-run
     """
     from docq import render_queue, views
 
@@ -128,10 +128,10 @@ def cancel(
     state. A running item is marked to stop: its worker kills the processing child at
     its next heartbeat and records it as cancelled.
 
-    [bold]Examples[/]
+    **Examples**
 
-      docq cancel 17
-      docq cancel 17 18 19 --dry-run
+          docq cancel 17
+          docq cancel 17 18 19 --dry-run
     """
     from docq import render_queue
 
@@ -168,10 +168,10 @@ def purge(
     Deletes in small batches, so workers are never held up for long. Asks before
     deleting on a terminal; elsewhere needs --yes.
 
-    [bold]Examples[/]
+    **Examples**
 
-      docq purge --older-than 30d --dry-run
-      docq purge --older-than 7d --status completed --yes --vacuum
+          docq purge --older-than 30d --dry-run
+          docq purge --older-than 7d --status completed --yes --vacuum
     """
     import sys
 
@@ -181,7 +181,7 @@ def purge(
     queue = service()
     planned = queue.purge(older_than=older_than, statuses=statuses, dry_run=True)
     if dry_run or planned.items == 0:
-        render_admin.purge_result(planned, as_json=as_json, dry_run=True)
+        render_admin.purge_result(planned, as_json=as_json, dry_run=dry_run)
         return
     if not yes:
         if not sys.stdin.isatty():
@@ -224,14 +224,14 @@ def export(
     """Export documents with their metadata and text, for scripts.
 
     One JSON object per document (JSON Lines), or CSV rows of metadata. Filters pick
-    documents that have matching items. Text files are named <id>-<file name>.txt and
+    documents that have matching items. Text files are named `ID-NAME.txt` and
     never leave DIR, whatever the documents are called.
 
-    [bold]Examples[/]
+    **Examples**
 
-      docq export > results.jsonl
-      docq export --format csv --output metadata.csv
-      docq export --status completed --since 1d --text-dir texts/
+          docq export > results.jsonl
+          docq export --format csv --output metadata.csv
+          docq export --status completed --since 1d --text-dir texts/
     """
     import sys
 
@@ -273,10 +273,10 @@ def workers(
     signing off (killed, or its machine went away); its items are taken over when
     their leases expire.
 
-    [bold]Examples[/]
+    **Examples**
 
-      docq workers
-      docq workers --all --json
+          docq workers
+          docq workers --all --json
     """
     from docq import render_admin, views
 
@@ -293,10 +293,10 @@ def doctor(as_json: JsonOption = False) -> None:
     leases, dead workers, network filesystems, and the extraction libraries. Exit 0 when
     nothing failed, 1 otherwise.
 
-    [bold]Examples[/]
+    **Examples**
 
-      docq doctor
-      docq --db /srv/queue.db doctor --json
+          docq doctor
+          docq --db /srv/queue.db doctor --json
     """
     from docq import render_admin
     from docq.doctor import run_checks
@@ -317,10 +317,10 @@ def top(
     Counts, completions per minute, live workers and what they run, recent failures.
     Ctrl-C quits. Needs a terminal.
 
-    [bold]Examples[/]
+    **Examples**
 
-      docq top
-      docq top --interval 5s
+          docq top
+          docq top --interval 5s
     """
     from docq import dashboard
 
@@ -339,10 +339,10 @@ def copy_(
     The way to move from SQLite to PostgreSQL: stop the workers, copy, then point
     DOCQ_DB at the new database. Ids stay the same. All or nothing.
 
-    [bold]Examples[/]
+    **Examples**
 
-      docq copy --to postgresql+psycopg://docq@db.internal/docq
-      docq --db old.db copy --to new.db
+          docq copy --to postgresql+psycopg://docq@db.internal/docq
+          docq --db old.db copy --to new.db
     """
     from docq import render
     from docq.copy import copy_queue
@@ -392,11 +392,11 @@ def bench(
     or into a temporary schema of that PostgreSQL database (claim rates reported beside
     SQLite's). --synchronous applies.
 
-    [bold]Examples[/]
+    **Examples**
 
-      docq bench
-      docq bench --quick --json
-      docq --db postgresql+psycopg://postgres@localhost/test bench
+          docq bench
+          docq bench --quick --json
+          docq --db postgresql+psycopg://postgres@localhost/test bench
     """
     from docq import bench as benchmark
     from docq import render, render_admin

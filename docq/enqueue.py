@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from docq.paths import to_db
 from docq.queue import DocumentQueueService, Queued, Skipped
 
 BATCH_SIZE = 20_000
@@ -43,15 +44,18 @@ class EnqueueReport:
     rejected: list[Rejected] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, list[dict[str, Any]]]:
-        """The ``--json`` form."""
+        """The ``--json`` form (paths as stored, so that names that are not UTF-8 stay
+        valid JSON: see `docq.paths`)."""
         return {
             "queued": [
-                {"document_id": q.document_id, "item_id": q.item_id, "path": q.path} for q in self.queued
+                {"document_id": q.document_id, "item_id": q.item_id, "path": to_db(q.path)}
+                for q in self.queued
             ],
             "skipped": [
-                {"path": s.path, "reason": s.reason, "document_id": s.document_id} for s in self.skipped
+                {"path": to_db(s.path), "reason": s.reason, "document_id": s.document_id}
+                for s in self.skipped
             ],
-            "rejected": [{"path": r.path, "error": r.error} for r in self.rejected],
+            "rejected": [{"path": to_db(r.path), "error": r.error} for r in self.rejected],
         }
 
 

@@ -144,16 +144,21 @@ def _check_items(tx: Tx, item_ids: Sequence[int], action: Action) -> list[tuple[
         raise NotFoundError(f"no queue item {', '.join(missing)}: nothing was changed")
     wrong = [row for row in rows if row[2] not in _ALLOWED[action]]
     if wrong:
-        listed = ", ".join(f"{row[0]} is {row[2]}" for row in wrong[:5])
+        listed = ", ".join(f"item {row[0]} is {row[2]}" for row in wrong[:5])
         allowed = " or ".join(_ALLOWED[action])
-        raise UsageError(f"cannot {action} {listed}: only {allowed} items can be; nothing was changed")
+        raise UsageError(f"cannot {action}: {listed}; only {allowed} items can be; nothing was changed")
     return rows
 
 
 def retry(tx: Tx, item_ids: Sequence[int], *, now: float, dry_run: bool) -> list[Change]:
-    """Put failed items back to pending, due now, with a fresh attempt budget."""
+    """Put failed items back to pending, due now, with a fresh attempt budget. An item
+    whose document was queued again since (same lane) is left alone: "already queued"."""
     changes = []
     for item_id, document_id, _status, operation, path in _check_items(tx, item_ids, "retry"):
+        active = tx.scalar(q.ACTIVE_ITEM, {"document_id": document_id, "lane": lane_of(operation)})
+        if active is not None:
+            changes.append(Change(active, document_id, from_db(path), "already queued", operation))
+            continue
         if not dry_run:
             tx.execute(RETRY, {"id": item_id, "now": now})
             leases.set_document_status(tx, document_id, DocumentStatus.PENDING, now)

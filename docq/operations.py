@@ -104,13 +104,25 @@ def handler_for(
             permanent_exit_codes=permanent_exit_codes,
         )
     if target:
-        if ":" not in target:
-            raise UsageError(f"--handler {target!r}: use module:function")
+        _check_importable(target)
         return Handler("python", target=target, max_size=max_size)
     raise UsageError(
         f"operation {operation!r} is not built in: give the command to run after --, "
         f"e.g. docq work --operation {operation} -- mytool {{path}}"
     )
+
+
+def _check_importable(target: str) -> None:
+    """Fail now, before any item is claimed, if ``module:function`` cannot be loaded."""
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise UsageError(f"--handler {target!r}: use module:function")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # any import failure of user code is the user's to fix
+        raise UsageError(f"--handler {target!r}: cannot import {module_name}: {exc}") from None
+    if not callable(getattr(module, attr, None)):
+        raise UsageError(f"--handler {target!r}: {module_name} has no function {attr}")
 
 
 def substitute(argument: str, values: dict[str, str]) -> str:

@@ -26,7 +26,7 @@ def out() -> Console:
     """The console for data (stdout)."""
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=not sys.stdout.isatty())
+    return Console(highlight=False, emoji=False, soft_wrap=not sys.stdout.isatty())
 
 
 @cache
@@ -34,7 +34,7 @@ def err() -> Console:
     """The console for progress and diagnostics (stderr)."""
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return Console(stderr=True, highlight=False, emoji=False, soft_wrap=True)
 
 
 def stderr_is_terminal() -> bool:
@@ -107,7 +107,7 @@ def print_table(grid: Table, *, to_stderr: bool = False) -> None:
     from rich.text import Text
 
     def plain(cell: Any) -> str:
-        text = cell.plain if isinstance(cell, Text) else Text.from_markup(str(cell)).plain
+        text = cell.plain if isinstance(cell, Text) else Text.from_markup(str(cell), emoji=False).plain
         return text.replace("\t", " ").replace("\n", " ")
 
     stream = sys.stderr if to_stderr else sys.stdout

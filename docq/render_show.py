@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -72,8 +73,9 @@ def document(view: DocumentView, *, as_json: bool, full_text: bool) -> None:
     if as_json:
         render.print_json(document_dict(view))
         return
-    if full_text:
-        render.out().print(view.document.text or "", markup=False, highlight=False, soft_wrap=True)
+    if full_text:  # verbatim: page breaks, tabs and all, as a script would want it
+        sys.stdout.write(view.document.text or "")
+        sys.stdout.flush()
         return
     _header(view)
     for item in view.items:

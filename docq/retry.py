@@ -34,9 +34,10 @@ class RetryPolicy:
         )
 
     def delay(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        """Seconds to wait after failed attempt number ``attempt`` (1-based); never more
+        than ``max_delay``, so at the cap the jitter only shortens the wait."""
         nominal = min(self.max_delay, self.base * 2.0 ** min(max(attempt - 1, 0), 60))
-        return nominal * self.rng.uniform(1 - JITTER, 1 + JITTER)
+        return min(self.max_delay, nominal * self.rng.uniform(1 - JITTER, 1 + JITTER))
 
     def should_retry(self, attempt: int, *, permanent: bool, max_attempts: int | None = None) -> bool:
         """Whether an item whose attempt number ``attempt`` just failed runs again.
