@@ -352,6 +352,10 @@ class Database:
                 return "busy"
             if isinstance(exc, psycopg.errors.LockNotAvailable):
                 return "busy"
+            if isinstance(exc, psycopg.errors.UniqueViolation):
+                # A concurrent transaction queued the same document first: run ours again,
+                # and its "already queued" check now sees the other's item.
+                return "busy"
             if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
                 # No SQLSTATE: the client lost or never got its socket. Class 08 and
                 # 57P01-57P03: the server closed the connection, is shutting down or starting.

@@ -159,12 +159,15 @@ def finish(tx: Tx, results: Sequence[AttemptResult], policy: RetryPolicy, now: f
     """Record how each attempt ended, fenced by its lease: completed, retrying (back to
     pending after the backoff delay), failed for good, or cancelled. A result whose lease
     was lost meanwhile is ``discarded`` and changes nothing."""
-    completed = _complete_all(tx, [r for r in results if r.ok and not r.cancelled], now)
+    completed, fresh = _complete_all(tx, [r for r in results if r.ok and not r.cancelled], now)
     verdicts: list[Verdict] = []
     history: list[dict[str, Any]] = []
     for result in results:
         if result.ok and not result.cancelled:
             verdict = completed[result.lease.item_id]
+            if result.lease.item_id not in fresh:  # discarded, or recorded by an earlier commit
+                verdicts.append(verdict)
+                continue
         else:
             verdict = _finish_one(tx, result, policy, now)
         verdicts.append(verdict)
@@ -192,9 +195,12 @@ def finish(tx: Tx, results: Sequence[AttemptResult], policy: RetryPolicy, now: f
     return verdicts
 
 
-def _complete_all(tx: Tx, results: Sequence[AttemptResult], now: float) -> dict[int, Verdict]:
+def _complete_all(
+    tx: Tx, results: Sequence[AttemptResult], now: float
+) -> tuple[dict[int, Verdict], set[int]]:
     """Complete successful attempts, fenced, with one statement per lease token (a
-    worker's group of results mostly shares one), then store their results in bulk."""
+    worker's group of results mostly shares one), then store their results in bulk.
+    Returns each item's verdict, and the ids completed by this call (not earlier)."""
     by_token: dict[str, list[int]] = {}
     for result in results:
         by_token.setdefault(result.lease.token, []).append(result.lease.item_id)
@@ -214,7 +220,7 @@ def _complete_all(tx: Tx, results: Sequence[AttemptResult], now: float) -> dict[
         else:
             verdicts[lease.item_id] = _recognise_own_commit(tx, lease)
     _store_results(tx, stored, now)
-    return verdicts
+    return verdicts, accepted
 
 
 def _finish_one(tx: Tx, result: AttemptResult, policy: RetryPolicy, now: float) -> Verdict:
@@ -288,7 +294,7 @@ def _store_results(tx: Tx, results: Sequence[AttemptResult], now: float) -> None
             extractions.append(
                 {
                     "id": lease.document_id,
-                    "text": result.text,
+                    "text": _storable(result.text),
                     "metadata": json.dumps(metadata, ensure_ascii=False),
                     "sha256": metadata.get("sha256"),
                     "size": metadata.get("size"),
@@ -299,7 +305,9 @@ def _store_results(tx: Tx, results: Sequence[AttemptResult], now: float) -> None
             )
             continue
         if result.text is not None or result.note is not None:  # a command's output (no-ops have none)
-            outputs.append({"item_id": lease.item_id, "text": result.text, "note": result.note})
+            outputs.append(
+                {"item_id": lease.item_id, "text": _storable(result.text), "note": _storable(result.note)}
+            )
         plain.append({"status": DocumentStatus.PROCESSED.value, "now": now, "id": lease.document_id})
     if extractions:
         tx.executemany(q.STORE_EXTRACTION, extractions)
@@ -307,6 +315,12 @@ def _store_results(tx: Tx, results: Sequence[AttemptResult], now: float) -> None
         tx.executemany(q.STORE_OUTPUT, outputs)
     if plain:
         tx.executemany(q.SET_DOCUMENT_STATUS, plain)
+
+
+def _storable(text: str | None) -> str | None:
+    """Text without NUL characters, which PostgreSQL cannot store (workers' children
+    already strip them; library callers may not)."""
+    return text.replace("\x00", "") if text and "\x00" in text else text
 
 
 def error_text(result: AttemptResult, verdict: str) -> str:

@@ -8,6 +8,7 @@ and the transaction rolls back, so a bad command line never half-applies.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -209,17 +210,22 @@ def purgeable(tx: Tx, *, before: float, statuses: Sequence[str], limit: int | No
 
 
 def count_purge(tx: Tx, item_ids: Sequence[int]) -> PurgeCount:
-    """What deleting ``item_ids`` would remove."""
+    """What deleting ``item_ids`` would remove: the items, their attempts, and the
+    documents all of whose items are among them."""
     total = PurgeCount(items=len(item_ids))
+    purged: Counter[int] = Counter()
     for chunk in _chunks(item_ids, PURGE_BATCH):
         marks, params = _in_list(chunk)
         total.attempts += tx.scalar(f"SELECT count(*) FROM attempts WHERE item_id IN ({marks})", params)
-        total.documents += tx.scalar(
-            f"""SELECT count(*) FROM documents d WHERE d.id IN (
-                    SELECT DISTINCT document_id FROM queue_items WHERE id IN ({marks}))
-                AND NOT EXISTS (SELECT 1 FROM queue_items i
-                                WHERE i.document_id = d.id AND i.id NOT IN ({marks}))""",
-            params,
+        purged.update(
+            row[0] for row in tx.all(f"SELECT document_id FROM queue_items WHERE id IN ({marks})", params)
+        )
+    for chunk in _chunks(list(purged), PURGE_BATCH):
+        marks, params = _in_list(chunk)
+        sql = f"""SELECT document_id, count(*) FROM queue_items
+                  WHERE document_id IN ({marks}) GROUP BY document_id"""
+        total.documents += sum(
+            1 for document_id, items in tx.all(sql, params) if items == purged[document_id]
         )
     return total
 

@@ -94,6 +94,16 @@ class QueueItem(SQLModel, table=True):
             postgresql_where=text("finished_at IS NOT NULL"),
         ),
         Index("ix_items_document", "document_id", "operation"),
+        # The invariant behind "already queued": at most one active item per document and
+        # lane, whatever runs concurrently (on PostgreSQL a racing enqueue is retried).
+        Index(
+            "ux_items_active",
+            "document_id",
+            "lane",
+            unique=True,
+            sqlite_where=text("status IN ('pending', 'in_progress')"),
+            postgresql_where=text("status IN ('pending', 'in_progress')"),
+        ),
         {"sqlite_autoincrement": True},
     )
 

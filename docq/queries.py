@@ -161,11 +161,11 @@ WHERE document_id = :document_id AND lane = :lane AND status IN ('pending', 'in_
 LIMIT 1
 """
 
-# "Unchanged": this lane already completed the document with the same content.
-COMPLETED_SAME_CONTENT = """
-SELECT id FROM queue_items
-WHERE document_id = :document_id AND lane = :lane AND status = 'completed' AND sha256 = :sha256
-LIMIT 1
+# "Unchanged" compares with this: the content of the lane's latest completed item.
+LAST_COMPLETED_CONTENT = """
+SELECT sha256 FROM queue_items
+WHERE document_id = :document_id AND lane = :lane AND status = 'completed'
+ORDER BY id DESC LIMIT 1
 """
 
 # Registers a new path; returns nothing if the path is known already (one index probe

@@ -154,7 +154,7 @@ class DocumentQueueService:
             key = {"document_id": document_id, "lane": lane, "sha256": facts.sha256}
             if tx.one(q.ACTIVE_ITEM, key) is not None:
                 return Skipped(document_id, facts.path, "already queued")
-            if not force and tx.one(q.COMPLETED_SAME_CONTENT, key) is not None:
+            if not force and tx.scalar(q.LAST_COMPLETED_CONTENT, key) == facts.sha256:
                 return Skipped(document_id, facts.path, "unchanged")
             tx.execute(q.UPDATE_DOCUMENT_FACTS, {**values, "document_id": document_id})
         item_id = self._insert_item(tx, document_id, operation, priority, max_attempts, facts.sha256, now)

@@ -39,6 +39,8 @@ SQLITE_COUNT_TRIGGERS = [
     END""",
 ]
 
+DOCQ_TABLES = ("documents", "queue_items", "attempts", "item_outputs", "workers", "queue_counts")
+
 # Serialises concurrent creators of the schema on one PostgreSQL database.
 _PG_CREATE_LOCK = 0x646F6371
 
@@ -65,14 +67,20 @@ def _check_version(version: int, where: str) -> None:
 
 
 def _ensure_sqlite(conn: Any, where: str) -> None:
-    # The first read also fails with "file is not a database" on a file that isn't one.
-    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    # One snapshot for both reads: a process creating the schema meanwhile must not make
+    # a fresh docq file look like a foreign one. The first read also fails with "file is
+    # not a database" on a file that isn't one.
+    conn.execute("BEGIN")
+    try:
+        app_id, version = conn.execute("SELECT * FROM pragma_application_id, pragma_user_version").fetchone()
+        has_tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0
+    finally:
+        conn.execute("COMMIT")
     if app_id == APPLICATION_ID:
-        _check_version(conn.execute("PRAGMA user_version").fetchone()[0], where)
+        _check_version(version, where)
         if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
             conn.execute("PRAGMA journal_mode=WAL")
         return
-    has_tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0
     if app_id != 0 or has_tables:
         raise DatabaseError(
             f"{where} is not a docq database (it holds another program's data); left untouched"
@@ -97,14 +105,22 @@ def _ensure_postgres(conn: Any, where: str) -> None:
     with conn.cursor() as cur:
         try:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_CREATE_LOCK,))
-            cur.execute("SELECT to_regclass('docq_meta') IS NOT NULL, to_regclass('queue_items') IS NOT NULL")
-            has_meta, has_items = cur.fetchone()
+            cur.execute(
+                "SELECT to_regclass('docq_meta') IS NOT NULL, "
+                "array_remove(ARRAY["
+                + ", ".join(f"to_regclass('{t}')::text" for t in DOCQ_TABLES)
+                + "], NULL)"
+            )
+            has_meta, foreign = cur.fetchone()
             if has_meta:
                 cur.execute("SELECT value FROM docq_meta WHERE key = 'schema_version'")
                 row = cur.fetchone()
                 _check_version(int(row[0]) if row else 0, where)
-            elif has_items:
-                raise DatabaseError(f"{where} holds a queue_items table that is not docq's; left untouched")
+            elif foreign:
+                raise DatabaseError(
+                    f"{where} holds tables named like docq's ({', '.join(foreign)}) that are not docq's; "
+                    "left untouched (use another database or schema)"
+                )
             else:
                 for statement in ddl("postgresql"):
                     cur.execute(statement)
