@@ -8,11 +8,14 @@ the same thing everywhere else.
 
 Protocol (pickled tuples over two pipes):
 
-* worker to child: ``(handler, memory_limit)`` once, then ``("run", [Job, ...])``, or
-  ``("exit",)``;
+* worker to child: ``(handler, memory_limit)`` once, then any of ``("run", [Job, ...])``
+  (more work, run in order), ``("skip", [item_id, ...] or None)`` (drop those jobs, or all,
+  if they have not started: a cancel, or a shutdown) and ``("exit",)``;
 * child to worker: ``("ready", pid)`` once, then per job ``("started", item_id, pgid)``
   (commands only, so the worker can kill the command's group) and
-  ``("done", item_id, HandlerOutcome)``.
+  ``("done", item_id, HandlerOutcome)``, and ``("skipped", [item_id, ...])`` per skip.
+
+The child reads its messages between jobs, so a skip takes effect before the next job.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -43,15 +47,34 @@ def main(argv: list[str]) -> int:
     if memory_limit:
         _cap_memory(memory_limit)
     outbox.send(("ready", os.getpid()))
+    jobs: deque[Job] = deque()
     while True:
         try:
-            message = inbox.recv()
+            # Wait for work when there is none; otherwise only take what has arrived.
+            while not jobs or inbox.poll():
+                if not _take(inbox.recv(), jobs, outbox):
+                    return 0
         except EOFError:  # the worker closed the pipe: it is gone or done
             return 0
-        if message[0] == "exit":
-            return 0
-        for job in message[1]:
-            outbox.send(("done", job.item_id, _run_one(handler, job, outbox)))
+        job = jobs.popleft()
+        outbox.send(("done", job.item_id, _run_one(handler, job, outbox)))
+
+
+def _take(message: tuple[Any, ...], jobs: deque[Job], outbox: Connection) -> bool:
+    """Apply one message from the worker; False when it says exit."""
+    kind = message[0]
+    if kind == "exit":
+        return False
+    if kind == "run":
+        jobs.extend(message[1])
+    elif kind == "skip":
+        wanted = None if message[1] is None else set(message[1])
+        skipped = [job.item_id for job in jobs if wanted is None or job.item_id in wanted]
+        kept = [job for job in jobs if wanted is not None and job.item_id not in wanted]
+        jobs.clear()
+        jobs.extend(kept)
+        outbox.send(("skipped", skipped))
+    return True
 
 
 def _run_one(handler: Handler, job: Job, outbox: Connection) -> HandlerOutcome:

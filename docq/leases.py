@@ -234,17 +234,19 @@ def _finish_one(tx: Tx, result: AttemptResult, policy: RetryPolicy, now: float) 
     retry = policy.should_retry(lease.attempt, permanent=result.permanent, max_attempts=lease.max_attempts)
     if retry:
         delay = policy.delay(lease.attempt)
-        changed = tx.execute(
-            q.RETRY_LATER, {**fence, "delay": delay, "error": error_text(result, "retrying")}
-        )
-        status = DocumentStatus.PENDING
-    else:
-        changed = tx.execute(q.FAIL, {**fence, "error": error_text(result, "failed")})
-        status = DocumentStatus.FAILED
-    if changed.rowcount != 1:
+        params = {**fence, "delay": delay, "error": error_text(result, "retrying")}
+        row = tx.one(q.RETRY_LATER, params)
+        if row is None:
+            return "discarded"
+        if row[0] == "cancelled":
+            restore_document_status(tx, lease.document_id, now)
+            return "cancelled"
+        set_document_status(tx, lease.document_id, DocumentStatus.PENDING, now)
+        return "retrying"
+    if tx.execute(q.FAIL, {**fence, "error": error_text(result, "failed")}).rowcount != 1:
         return "discarded"
-    set_document_status(tx, lease.document_id, status, now)
-    return "retrying" if retry else "failed"
+    set_document_status(tx, lease.document_id, DocumentStatus.FAILED, now)
+    return "failed"
 
 
 def release(tx: Tx, leases: Sequence[Lease], now: float) -> int:
@@ -252,24 +254,33 @@ def release(tx: Tx, leases: Sequence[Lease], now: float) -> int:
     worker is shutting down). Returns how many were still held and given back."""
     released = 0
     for lease in leases:
-        if tx.execute(q.RELEASE, {"id": lease.item_id, "token": lease.token, "now": now}).rowcount != 1:
+        row = tx.one(q.RELEASE, {"id": lease.item_id, "token": lease.token, "now": now})
+        if row is None:
+            continue
+        if row[0] == "cancelled":  # its cancel was requested: it stops here for good
+            _record(tx, lease, Outcome.CANCELLED, "cancelled while its worker shut down", now)
+            restore_document_status(tx, lease.document_id, now)
             continue
         released += 1
-        tx.execute(
-            q.RECORD_ATTEMPT,
-            {
-                "item_id": lease.item_id,
-                "attempt": lease.attempt,
-                "worker": lease.worker,
-                "started_at": lease.started_at,
-                "now": now,
-                "outcome": Outcome.RELEASED.value,
-                "error": "released: the worker shut down before it finished (not counted as an attempt)",
-                "seconds": None,
-            },
-        )
+        error = "released: the worker shut down before it finished (not counted as an attempt)"
+        _record(tx, lease, Outcome.RELEASED, error, now)
         set_document_status(tx, lease.document_id, DocumentStatus.PENDING, now)
     return released
+
+
+def _record(tx: Tx, lease: Lease, outcome: Outcome, error: str | None, now: float) -> None:
+    """One row of the attempt history, for an attempt that ended without a result."""
+    row = {
+        "item_id": lease.item_id,
+        "attempt": lease.attempt,
+        "worker": lease.worker,
+        "started_at": lease.started_at,
+        "now": now,
+        "outcome": outcome.value,
+        "error": error,
+        "seconds": None,
+    }
+    tx.execute(q.RECORD_ATTEMPT, row)
 
 
 def _recognise_own_commit(tx: Tx, lease: Lease) -> Verdict:

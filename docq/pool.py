@@ -33,6 +33,11 @@ class Death:
     blame_current: bool = True
 
 
+STARTUP_GRACE = 30.0
+"""Seconds a new child may take to start (imports, a loaded machine) before its first
+item's timeout starts counting down."""
+
+
 class Child:
     """One child process and the leased items it has been given, in order."""
 
@@ -54,6 +59,8 @@ class Child:
         self._outbox = Connection(to_child_write, readable=False)
         self._outbox.send((handler, memory_limit))
         self.assigned: deque[Lease] = deque()
+        self.spawned_at = time.monotonic()
+        self.ready = False  # until the child says so, its start-up is not any item's time
         self.head_started = 0.0  # monotonic time the first assigned item started
         self.command_group: int | None = None
 
@@ -69,13 +76,25 @@ class Child:
 
     def assign(self, leases: list[Lease]) -> None:
         """Send a chunk of items; the first starts now if the child was idle."""
-        if not self.assigned:
+        if not self.assigned and self.ready:
             self.head_started = time.monotonic()
         self.assigned.extend(leases)
         jobs = [
             Job(lease.item_id, lease.document_id, lease.path, lease.attempt, lease.sha256) for lease in leases
         ]
         self._outbox.send(("run", jobs))
+
+    def skip(self, item_ids: list[int] | None) -> None:
+        """Ask the child to drop these queued items (None: all) unless they started; it
+        answers with a ``("skipped", ids)`` message, and `receive` takes them off ``assigned``."""
+        self._outbox.send(("skip", item_ids))
+
+    def deadline(self, timeout: float) -> float:
+        """When the running item times out (a child that never became ready gets
+        ``STARTUP_GRACE`` more, counted from its start)."""
+        if not self.ready:
+            return self.spawned_at + timeout + STARTUP_GRACE
+        return self.head_started + timeout
 
     def receive(self) -> tuple[list[tuple[Any, ...]], Death | None]:
         """Every message the child has sent so far (call when its inbox is readable),
@@ -84,14 +103,27 @@ class Child:
         try:
             while self.inbox.poll():
                 message = self.inbox.recv()
-                if message[0] == "started":
+                kind = message[0]
+                if kind == "ready":
+                    self.ready = True
+                    self.head_started = time.monotonic()
+                elif kind == "started":
                     self.command_group = message[2]
-                elif message[0] == "done":
+                elif kind == "done":
                     self.command_group = None
+                elif kind == "skipped":
+                    self._drop(set(message[1]))
                 messages.append(message)
         except (EOFError, OSError):
             return messages, self._death()
         return messages, None
+
+    def _drop(self, item_ids: set[int]) -> None:
+        head = self.assigned[0] if self.assigned else None
+        kept = [lease for lease in self.assigned if lease.item_id not in item_ids]
+        self.assigned = deque(kept)
+        if self.assigned and self.assigned[0] is not head:  # the next item starts now
+            self.head_started = time.monotonic()
 
     def finished_head(self) -> Lease:
         """Pop the item that just finished; the next one starts now."""

@@ -99,11 +99,15 @@ WHERE lease_token = :token AND status = 'in_progress' AND id IN ({ids})
 RETURNING id
 """
 
-# A failed attempt with attempts left goes back to pending, due after the backoff delay.
+# A failed attempt with attempts left goes back to pending, due after the backoff delay
+# (unless its cancel was requested meanwhile: then it ends cancelled).
 RETRY_LATER = """
-UPDATE queue_items SET status = 'pending', next_run_at = :now + :delay, lease_expires_at = NULL,
-    last_error = :error
+UPDATE queue_items SET
+    status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END,
+    finished_at = CASE WHEN cancel_requested THEN :now END,
+    next_run_at = :now + :delay, lease_expires_at = NULL, last_error = :error
 WHERE id = :id AND lease_token = :token AND status = 'in_progress'
+RETURNING status
 """
 
 # A permanent error, or the last attempt failed: the item fails for good.
@@ -120,10 +124,14 @@ WHERE id = :id AND lease_token = :token AND status = 'in_progress'
 """
 
 # Graceful shutdown gives an unfinished item back at once; the attempt does not count.
+# An item whose cancel was requested is cancelled instead of going back.
 RELEASE = """
-UPDATE queue_items SET status = 'pending', attempts = attempts - 1, next_run_at = :now,
-    lease_expires_at = NULL
+UPDATE queue_items SET
+    status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END,
+    finished_at = CASE WHEN cancel_requested THEN :now END,
+    attempts = attempts - 1, next_run_at = :now, lease_expires_at = NULL
 WHERE id = :id AND lease_token = :token AND status = 'in_progress'
+RETURNING status
 """
 
 RECORD_ATTEMPT = """

@@ -145,6 +145,7 @@ class Worker:
         self.db_retry_at = 0.0
         self.db_failures = 0
         self.claim_came_back_empty = False
+        self.cancelling: set[int] = set()  # asked a child to drop these; cancelled when it does
         self.stopping = False
         self.grace_deadline = 0.0
         self.waker = Waker()
@@ -219,7 +220,7 @@ class Worker:
             deadlines.append(self.grace_deadline)
         for child in self.children:
             if child is not None and child.busy:
-                deadlines.append(child.head_started + self.settings.timeout)
+                deadlines.append(child.deadline(self.settings.timeout))
         if self.backlog and any(child is None or self._has_room(child) for child in self.children):
             deadlines.append(now)
         return max(0.0, min(deadlines) - now)
@@ -311,7 +312,8 @@ class Worker:
             self.db_failures += 1
             delay = min(30.0, 0.5 * 2 ** min(self.db_failures, 6))
             self.db_retry_at = time.monotonic() + delay
-            log.warning("%s; retrying in %.0fs", exc, delay)
+            reason = str(exc).split("; ")[0]  # the command's advice to rerun is not for a worker
+            log.warning("%s; the worker carries on and tries again in %.0fs", reason, delay)
             return None
         if self.db_failures:
             log.warning("database reachable again")
@@ -373,13 +375,27 @@ class Worker:
     def _receive(self, slot: int, child: Child) -> None:
         messages, death = child.receive()
         for message in messages:
-            if message[0] != "done":
-                continue
-            started = child.head_started
-            lease = child.finished_head()
-            self._finished(lease, message[2], time.monotonic() - started)
+            if message[0] == "done":
+                started = child.head_started
+                lease = child.finished_head()
+                self.cancelling.discard(lease.item_id)  # it had started before the cancel reached it
+                self._finished(lease, message[2], time.monotonic() - started)
+            elif message[0] == "skipped":
+                self._skipped([self.held[item_id] for item_id in message[1] if item_id in self.held])
         if death is not None:
             self._lost_child(slot, child, death)
+
+    def _skipped(self, leases: list[Lease]) -> None:
+        """Items a child dropped before starting them: cancelled ones are recorded as
+        such; the rest (a shutdown) go back to the queue."""
+        back = []
+        for lease in leases:
+            if lease.item_id in self.cancelling:
+                self.cancelling.discard(lease.item_id)
+                self._finished(lease, HandlerOutcome(ok=False, error="cancelled"), 0.0, cancelled=True)
+            else:
+                back.append(lease)
+        self._give_back(back)
 
     def _finished(
         self, lease: Lease, outcome: HandlerOutcome, seconds: float, cancelled: bool = False
@@ -412,34 +428,45 @@ class Worker:
 
     def _enforce_timeouts(self, now: float) -> None:
         for slot, child in enumerate(self.children):
-            if child is None or not child.busy or now - child.head_started < self.settings.timeout:
+            if child is None or not child.busy or now < child.deadline(self.settings.timeout):
                 continue
             child.kill()
             self.children[slot] = None
             lease = child.assigned.popleft()
-            error = f"timeout: stopped after {self.settings.timeout:g}s"
+            if child.ready:
+                error = f"timeout: stopped after {self.settings.timeout:g}s"
+            else:
+                error = f"worker child did not start within {now - child.spawned_at:.0f}s"
             log.warning("item %d: %s (%s)", lease.item_id, error, lease.path)
             self._finished(lease, HandlerOutcome(ok=False, error=error), now - child.head_started)
             self.backlog.extendleft(reversed(child.assigned))
 
     def _cancel(self, item_ids: set[int]) -> None:
-        """Stop items whose cancellation was requested: kill the child running them."""
+        """Stop items whose cancellation was requested: kill the child that is running
+        one; ask a child to drop one that waits in its queue."""
+        cancelled = HandlerOutcome(ok=False, error="cancelled")
         for lease in [lease for lease in self.backlog if lease.item_id in item_ids]:
             self.backlog.remove(lease)
-            self._finished(lease, HandlerOutcome(ok=False, error="cancelled"), 0.0, cancelled=True)
+            self._finished(lease, cancelled, 0.0, cancelled=True)
         for slot, child in enumerate(self.children):
-            if child is None or not any(lease.item_id in item_ids for lease in child.assigned):
+            if child is None:
+                continue
+            queued = [lease.item_id for lease in child.assigned if lease.item_id in item_ids]
+            if not queued:
+                continue
+            running = child.assigned[0]
+            if not (child.ready and running.item_id in item_ids):
+                self.cancelling.update(queued)
+                child.skip(queued)
                 continue
             child.kill()
             self.children[slot] = None
-            seconds = time.monotonic() - child.head_started
-            for lease in child.assigned:
+            self._finished(running, cancelled, time.monotonic() - child.head_started, cancelled=True)
+            rest = list(child.assigned)[1:]
+            for lease in rest:
                 if lease.item_id in item_ids:
-                    self._finished(
-                        lease, HandlerOutcome(ok=False, error="cancelled"), seconds, cancelled=True
-                    )
-                else:
-                    self.backlog.appendleft(lease)
+                    self._finished(lease, cancelled, 0.0, cancelled=True)
+            self.backlog.extendleft(reversed([lease for lease in rest if lease.item_id not in item_ids]))
             child.assigned.clear()
 
     # --- stopping -------------------------------------------------------------------
@@ -448,7 +475,10 @@ class Worker:
         """Stop claiming; give back what has not started; let running items finish."""
         self.stopping = True
         self.grace_deadline = now + self.settings.grace
-        running = self._running()
+        running = sum(1 for child in self.children if child is not None and child.busy)
+        for child in self.children:
+            if child is not None and child.busy:
+                child.skip(None)  # only the item a child is running now may finish
         if self.waker.signals:
             log.warning(
                 "stopping: letting %d running item(s) finish (up to %gs); signal again to stop now",
