@@ -202,7 +202,7 @@ def purgeable(tx: Tx, *, before: float, statuses: Sequence[str], limit: int | No
     marks = ", ".join(f":s{i}" for i in range(len(statuses)))
     params: dict[str, object] = {f"s{i}": status for i, status in enumerate(statuses)}
     sql = f"""SELECT id FROM queue_items
-              WHERE finished_at < :before AND status IN ({marks}) ORDER BY id"""
+              WHERE finished_at < :before AND status IN ({marks}) ORDER BY finished_at"""
     if limit is not None:
         sql += " LIMIT :limit"
         params["limit"] = limit

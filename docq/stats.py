@@ -66,12 +66,17 @@ COUNTS_SQLITE = "SELECT operation, status, n FROM queue_counts WHERE n <> 0"
 COUNTS_POSTGRES = "SELECT operation, status, count(*) FROM queue_items GROUP BY operation, status"
 
 RETRYING = """
-SELECT count(*), min(next_run_at) FROM queue_items WHERE status = 'pending' AND attempts > 0
+SELECT count(*), min(next_run_at) FROM queue_items {hint} WHERE status = 'pending' AND attempts > 0
 """
+# Without statistics, SQLite's planner may pick another index over pending items and
+# count every one of them; these partial indexes hold just the rows asked for.
+# PostgreSQL, which keeps statistics, plans these well by itself.
+RETRYING_HINT = {"sqlite": "INDEXED BY ix_items_retrying", "postgresql": ""}
 
 OLDEST_PENDING = """
-SELECT created_at FROM queue_items WHERE status = 'pending' ORDER BY id LIMIT 1
+SELECT created_at FROM queue_items {hint} WHERE status = 'pending' ORDER BY id LIMIT 1
 """
+OLDEST_HINT = {"sqlite": "INDEXED BY ix_items_pending", "postgresql": ""}
 
 RECENT = """
 SELECT count(*), sum(CASE WHEN status = 'completed' THEN 1 ELSE 0 END)
@@ -101,8 +106,8 @@ def read_stats(tx: Tx, now: float) -> QueueStats:
     for operation, status, n in tx.all(COUNTS_SQLITE if tx.backend == "sqlite" else COUNTS_POSTGRES):
         by_operation.setdefault(operation, {})[status] = int(n)
         totals[status] = totals.get(status, 0) + int(n)
-    retrying, next_retry_at = tx.one(RETRYING)
-    oldest = tx.scalar(OLDEST_PENDING)
+    retrying, next_retry_at = tx.one(RETRYING.format(hint=RETRYING_HINT[tx.backend]))
+    oldest = tx.scalar(OLDEST_PENDING.format(hint=OLDEST_HINT[tx.backend]))
     finished, completed = tx.one(RECENT, {"since": now - RECENT_WINDOW})
     mean = tx.scalar(MEAN_SECONDS, {"since": now - RECENT_WINDOW})
     holders = [
