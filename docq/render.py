@@ -83,6 +83,13 @@ def when(timestamp: float | None, now: float) -> str:
     return f"{stamp} ({relative})"
 
 
+def ago(timestamp: float | None, now: float) -> str:
+    """How long ago, for people: ``3m 20s ago``."""
+    if timestamp is None:
+        return "-"
+    return f"{format_duration(max(0.0, now - float(timestamp)))} ago"
+
+
 def shown_path(path: str) -> str:
     """A path as stored, so that names which are not UTF-8 print safely."""
     return to_db(path)

@@ -44,7 +44,7 @@ def item_list(rows: Sequence[ItemRow], *, as_json: bool) -> None:
         render.out().print("No matching items.")
         return
     now = time.time()
-    grid = render.table("Item", "Doc", "Operation", "Status", "Try", "Queued", "Last error", "Path")
+    grid = render.table("Item", "Doc", "Operation", "Status", "Try", "Queued", "Path", "Last error")
     for row in rows:
         item = row.item
         status = "retrying" if item.status == "pending" and item.attempts else item.status
@@ -54,9 +54,9 @@ def item_list(rows: Sequence[ItemRow], *, as_json: bool) -> None:
             item.operation,
             styled(status),
             str(item.attempts),
-            render.when(item.created_at, now),
-            _escape(item.last_error or ""),
+            render.ago(item.created_at, now),
             _escape(shown_path(row.path)),
+            _escape(item.last_error or ""),
         )
     render.print_table(grid)
 
