@@ -79,15 +79,52 @@ def copy_queue(
             count.rows[table] = copied
             if on_table is not None:
                 on_table(table, copied)
-        if tx.backend == "postgresql":
-            for table in ("documents", "queue_items", "attempts"):
-                tx.execute(
-                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                    f"COALESCE((SELECT max(id) FROM {table}), 0) + 1, false)"
-                )
+        _carry_id_counters(tx, next_ids)
 
+    next_ids = source.read(_next_ids)
     target.write(copy_all)
     return count
+
+
+# Ids are never reused, even those of purged items: the target's counters continue
+# from the source's, not from the largest id that happens to be left.
+COUNTED = ("documents", "queue_items", "attempts")
+
+
+def _next_ids(tx: Tx) -> dict[str, int]:
+    """The id the next new row of each table would get."""
+    result = {}
+    for table in COUNTED:
+        largest = int(tx.scalar(f"SELECT COALESCE(max(id), 0) FROM {table}"))
+        if tx.backend == "sqlite":
+            seq = tx.scalar("SELECT seq FROM sqlite_sequence WHERE name = :name", {"name": table})
+        else:
+            sequence = tx.scalar("SELECT pg_get_serial_sequence(:table, 'id')", {"table": table})
+            seq = tx.scalar(
+                f"SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM {sequence}"
+            )
+        result[table] = max(largest, int(seq or 0)) + 1
+    return result
+
+
+def _carry_id_counters(tx: Tx, next_ids: dict[str, int]) -> None:
+    for table, next_id in next_ids.items():
+        if tx.backend == "postgresql":
+            tx.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                f"GREATEST(:next, COALESCE((SELECT max(id) FROM {table}), 0) + 1), false)",
+                {"next": next_id},
+            )
+        elif tx.scalar("SELECT count(*) FROM sqlite_sequence WHERE name = :name", {"name": table}):
+            tx.execute(
+                "UPDATE sqlite_sequence SET seq = max(seq, :seq) WHERE name = :name",
+                {"seq": next_id - 1, "name": table},
+            )
+        elif table != "attempts":  # the attempts table has no AUTOINCREMENT counter
+            tx.execute(
+                "INSERT INTO sqlite_sequence (name, seq) VALUES (:name, :seq)",
+                {"name": table, "seq": next_id - 1},
+            )
 
 
 def _page(tx: Tx, *, table: str, names: list[str], key: str, after: object) -> list[tuple[object, ...]]:

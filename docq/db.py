@@ -201,7 +201,13 @@ class Database:
         """Return free pages to the file system (after a purge) and trim the WAL file."""
         conn = self.connection()
         if self.backend == "sqlite":
-            self._with_budget(lambda: conn.execute("PRAGMA incremental_vacuum").fetchall(), what="vacuum")
+            # Python's sqlite3 steps a statement without result rows once, and each step
+            # of incremental_vacuum frees one page: repeat until the free list is empty.
+            def free_pages(tx: Tx) -> None:
+                while tx.scalar("PRAGMA freelist_count"):
+                    tx.execute("PRAGMA incremental_vacuum")
+
+            self.write(free_pages)
             self._with_budget(
                 lambda: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall(), what="vacuum"
             )

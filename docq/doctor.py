@@ -55,6 +55,11 @@ def run_checks(target: str | None, settings: Settings) -> list[Check]:
         return [Check("database", "fail", str(exc))]
     if where.backend == "sqlite":
         checks.extend(_sqlite_file_checks(where))
+        if where.path is not None and not os.path.exists(where.path):
+            directory = os.path.dirname(where.path)
+            if not os.path.isdir(directory):
+                checks.append(Check("database", "fail", f"directory {directory} does not exist"))
+            return checks + _library_checks()  # nothing to open, and doctor creates nothing
     try:
         db = Database(where, settings)
     except DocqError as exc:
@@ -103,7 +108,8 @@ def _sqlite_engine_checks(path: str) -> list[Check]:
         if rows == ["ok"]:
             checks.append(Check("integrity", "pass", "integrity_check ok"))
         else:
-            checks.append(Check("integrity", "fail", "; ".join(rows[:5]) + " (restore from a backup)"))
+            problems = " ".join(" ".join(rows[:5]).split())  # one line, however SQLite words it
+            checks.append(Check("integrity", "fail", f"{problems} (restore from a backup)"))
         journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
         level: Level = "pass" if journal.lower() == "wal" else "warn"
         checks.append(Check("journal mode", level, journal))

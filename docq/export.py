@@ -44,7 +44,7 @@ CSV_COLUMNS = (
     "processed_at",
 )
 _UNSAFE = re.compile(r"[^\w.\-]+")
-MAX_NAME = 120
+MAX_NAME = 120  # bytes; with the id and ".txt" well within the usual 255-byte limit
 
 
 @dataclass
@@ -84,7 +84,7 @@ def export(
             else:
                 record = _json_record(document, metadata, items, iso(document.processed_at))
                 stream.write(json.dumps(record, ensure_ascii=False) + "\n")
-        if text_dir is not None and document.status == "processed" and document.text is not None:
+        if text_dir is not None and document.text is not None:  # extracted, whatever is queued since
             write_text_file(text_dir, document, document.text)
             count.text_files += 1
     return count
@@ -124,20 +124,36 @@ def _csv_row(document: Document, metadata: dict[str, Any], processed_at: str | N
 
 
 def text_file_name(document_id: int, path: str) -> str:
-    """The file name of a document's text: ``<id>-<name>.txt``, safe in any folder."""
+    """The file name of a document's text: ``<id>-<name>.txt``, safe in any folder and
+    short enough for any file system (at most ``MAX_NAME`` bytes of the original name)."""
     base = os.path.basename(from_db(path)) or "document"
     safe = _UNSAFE.sub("_", base).strip("._-") or "document"
-    return f"{document_id}-{safe[:MAX_NAME]}.txt"
+    encoded = safe.encode("utf-8")
+    if len(encoded) > MAX_NAME:
+        safe = encoded[:MAX_NAME].decode("utf-8", "ignore")  # never cut a character in two
+    return f"{document_id}-{safe}.txt"
 
 
 def write_text_file(directory: str, document: Document, text: str) -> str:
-    """Write ``text`` to the document's file in ``directory``; returns the file's path."""
+    """Write ``text`` to the document's file in ``directory``; returns the file's path.
+
+    The file is written beside its final name and renamed over it, which replaces
+    whatever was there (a symbolic link included) without ever following a link.
+    """
+    import tempfile
+
     assert document.id is not None
     target = os.path.join(directory, text_file_name(document.id, document.path))
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(target, flags, 0o644)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    fd, scratch = tempfile.mkstemp(dir=directory, prefix=".docq-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(scratch, 0o644)
+        os.replace(scratch, target)
+    except BaseException:
+        if os.path.exists(scratch):
+            os.remove(scratch)
+        raise
     return target
 
 

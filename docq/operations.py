@@ -18,6 +18,7 @@ import re
 import selectors
 import signal
 import subprocess
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import PurePath
@@ -30,6 +31,7 @@ EX_TEMPFAIL = 75
 """A command exiting 75 asks for a retry later, whatever the other settings say."""
 
 STDERR_TAIL = 4096
+AFTER_EXIT = 1.0  # seconds to keep reading a command's pipes after it exited
 PLACEHOLDERS = ("path", "id", "name", "stem", "suffix", "sha256", "attempt")
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{(\w+)\}")
 
@@ -257,17 +259,28 @@ def _run_command(handler: Handler, job: Job, on_started: Any) -> HandlerOutcome:
 
 def _collect(process: subprocess.Popen[bytes], cap: int) -> tuple[bytes, bool, bytes]:
     """Read the command's stdout (up to ``cap`` bytes, draining the rest so it never
-    blocks) and the tail of its stderr, until both close."""
+    blocks) and the tail of its stderr, until both close.
+
+    Once the command itself has exited, whatever it left in the background is killed
+    with its group (it would otherwise hold the pipes open), and reading stops soon
+    after even if something outside the group still holds them.
+    """
     assert process.stdout is not None and process.stderr is not None
     stdout = bytearray()
     truncated = False
     tail: deque[bytes] = deque()
     tail_size = 0
+    exited_at: float | None = None
     with selectors.DefaultSelector() as selector:
         selector.register(process.stdout, selectors.EVENT_READ, "out")
         selector.register(process.stderr, selectors.EVENT_READ, "err")
         while selector.get_map():
-            for key, _ in selector.select():
+            if exited_at is None and process.poll() is not None:
+                exited_at = time.monotonic()
+                kill_group(process.pid)
+            elif exited_at is not None and time.monotonic() - exited_at > AFTER_EXIT:
+                break
+            for key, _ in selector.select(timeout=0.2):
                 chunk = os.read(key.fd, 65536)
                 if not chunk:
                     selector.unregister(key.fileobj)

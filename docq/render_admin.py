@@ -145,7 +145,8 @@ def doctor(checks: Sequence[Check], *, as_json: bool) -> None:
     colours = {"pass": "green", "warn": "yellow", "fail": "red"}
     for check in checks:
         label = f"[{colours[check.level]}]{check.level:4}[/]" if console.is_terminal else f"{check.level:4}"
-        console.print(f"{label}  {check.name}: {_escape(check.detail)}", soft_wrap=True)
+        detail = " ".join(check.detail.split())  # one line per check
+        console.print(f"{label}  {check.name}: {_escape(detail)}", soft_wrap=True)
 
 
 def bench_progress(*, enabled: bool) -> Callable[[str], None]:
