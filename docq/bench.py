@@ -50,7 +50,7 @@ class BenchOptions:
     files: int = 10_000
     items: int = 5_000
     texts: int = 5_000
-    pdfs: int = 40
+    pdfs: int = 150
     pages: int = 10
     large: bool = False
     target: str | None = None  # --db: where the scratch databases go
@@ -409,6 +409,11 @@ def _pdf(report: Report, options: BenchOptions, settings: Settings, scratch: str
     progress("pypdfium2 called directly")
     direct = _pypdfium2_direct(paths)
     report.add(Measure(section, "pypdfium2 called directly, one process", pages / direct, "pages/s"))
+    progress("docq's extractor called directly")
+    inline = _extract_inline(paths)
+    report.add(
+        Measure(section, "docq's extractor called directly (no queue, no child)", pages / inline, "pages/s")
+    )
     rates = {}
     for concurrency in (1, 2):
         progress(f"docq work --concurrency {concurrency} over PDFs")
@@ -433,6 +438,15 @@ def _pdf(report: Report, options: BenchOptions, settings: Settings, scratch: str
     )
     speedup = rates[2] / rates[1]
     report.add(Measure(section, "concurrency 2 / concurrency 1", speedup, "x", ">= 1.7x", speedup >= 1.7))
+
+
+def _extract_inline(paths: list[str]) -> float:
+    from docq.processing import extract
+
+    started = time.perf_counter()
+    for path in paths:
+        extract(path)
+    return time.perf_counter() - started
 
 
 def _pypdfium2_direct(paths: list[str]) -> float:

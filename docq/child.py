@@ -115,6 +115,8 @@ def _clean(value: Any) -> Any:
     if isinstance(value, str):
         if "\x00" in value:
             value = value.replace("\x00", "")
+        if value.isascii():  # the common case, checked in C without a copy
+            return value
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:

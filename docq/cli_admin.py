@@ -380,7 +380,7 @@ def bench(
     files: Annotated[int, typer.Option(min=10, help="Files for the bulk enqueue.")] = 10_000,
     items: Annotated[int, typer.Option(min=10, help="Items per claim+complete run.")] = 5_000,
     texts: Annotated[int, typer.Option(min=10, help="Text files for the end-to-end run.")] = 5_000,
-    pdfs: Annotated[int, typer.Option(min=2, help="PDFs (10 pages each) for the extraction run.")] = 40,
+    pdfs: Annotated[int, typer.Option(min=2, help="PDFs (10 pages each) for the extraction run.")] = 150,
     as_json: JsonOption = False,
 ) -> None:
     """Measure docq on this machine, like pgbench or redis-benchmark.

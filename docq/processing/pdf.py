@@ -20,6 +20,9 @@ EXTRACTOR = "pypdfium2"
 _SHORT_PAGE = 32
 """Pages with fewer visible characters than this have their text objects counted."""
 
+_LONG_PAGE = 2048
+"""Pages with at least this many characters of text are never short."""
+
 _PAGE_SEPARATOR = "\n\f"
 # PDFium marks a hyphen at a line's end as U+0002 (and ends lines with CRLF).
 _PDFIUM_TEXT = str.maketrans({"\x02": "-", "\r": None})
@@ -102,8 +105,9 @@ def _page_text(document: pdfium.PdfDocument, index: int) -> tuple[str, bool]:
             text = textpage.get_text_bounded().translate(_PDFIUM_TEXT)
         finally:
             textpage.close()
-        visible = _visible(text)
-        # Counting objects walks the whole page, so it is done only when the text is short.
+        # Counting objects walks the whole page, so it is done only when the text is short;
+        # a page with thousands of characters is not, so its text is not even counted.
+        visible = _visible(text) if len(text) < _LONG_PAGE else _SHORT_PAGE
         short = visible < _SHORT_PAGE and _has_more_text_objects(page, visible)
     except pdfium.PdfiumError:
         return "", True
