@@ -250,54 +250,55 @@ def raw_claim_complete(path: str, count: int, batch: int, synchronous: str) -> f
     return rate
 
 
+ROUNDS = 3
+"""Each rate is the best of this many runs, taken in turn with the runs it is compared
+with, so that a moment of load on a shared machine does not decide a ratio."""
+PDF_ROUNDS = 2  # the PDF runs take seconds each
+
+
+def _noop_rate(
+    options: BenchOptions, settings: Settings, scratch: str, batch: int, *, raw: bool = False
+) -> float:
+    """Items/s of claim+complete on a fresh queue of ``options.items`` no-op items."""
+    with scratch_database(options, scratch, f"cc{batch}{'raw' if raw else ''}") as target:
+        service = _service(target, settings)
+        service.add_documents(_fake_files(options.items, f"cc{batch}"), operation="noop")
+        if raw:
+            service.close()
+            return raw_claim_complete(target, options.items, batch, settings.synchronous)
+        rate = docq_claim_complete(service, options.items, batch)
+        service.close()
+        return rate
+
+
 def _claim_complete(
     report: Report, options: BenchOptions, settings: Settings, scratch: str, progress: Progress
 ) -> None:
-    sync = settings.synchronous
-    section = f"claim+complete, no-op, one worker, synchronous={sync}"
-    rates: dict[int, float] = {}
-    for batch in (1, 10, 100):
+    local = _on_sqlite(options)
+    section = f"claim+complete, no-op, one worker, synchronous={settings.synchronous}"
+    progress("claim+complete, batch 1, beside the bare sqlite3 baseline")
+    docq_rate = raw_rate = 0.0
+    for _ in range(ROUNDS):
+        docq_rate = max(docq_rate, _noop_rate(local, settings, scratch, 1))
+        raw_rate = max(raw_rate, _noop_rate(local, settings, scratch, 1, raw=True))
+    report.add(Measure(section, "docq, batch 1", docq_rate, "items/s"))
+    for batch in (10, 100):
         progress(f"claim+complete, batch {batch}")
-        with scratch_database(_on_sqlite(options), scratch, f"cc{batch}") as target:
-            service = _service(target, settings)
-            service.add_documents(_fake_files(options.items, f"cc{batch}"), operation="noop")
-            rates[batch] = docq_claim_complete(service, options.items, batch)
-            service.close()
-        report.add(Measure(section, f"docq, batch {batch}", rates[batch], "items/s"))
-    progress("raw sqlite3 baseline")
-    with scratch_database(_on_sqlite(options), scratch, "raw") as target:
-        service = _service(target, settings)
-        service.add_documents(_fake_files(options.items, "raw"), operation="noop")
-        service.close()
-        raw = raw_claim_complete(target, options.items, 1, sync)
-    report.add(Measure(section, "bare sqlite3, same SQL, batch 1", raw, "items/s"))
-    ratio = rates[1] / raw
+        rate = max(_noop_rate(local, settings, scratch, batch) for _ in range(ROUNDS))
+        report.add(Measure(section, f"docq, batch {batch}", rate, "items/s"))
+    report.add(Measure(section, "bare sqlite3, same SQL, batch 1", raw_rate, "items/s"))
+    ratio = docq_rate / raw_rate
     report.add(Measure(section, "docq / bare sqlite3, batch 1", ratio * 100, "%", ">= 50%", ratio >= 0.5))
     for level, floor in (("normal", 20_000), ("full", 8_000)):
         progress(f"claim+complete, batch 100, synchronous={level}")
-        with scratch_database(_on_sqlite(options), scratch, f"b100{level}") as target:
-            service = _service(target, replace(settings, synchronous=level))  # type: ignore[arg-type]
-            service.add_documents(_fake_files(options.items, f"b100{level}"), operation="noop")
-            rate = docq_claim_complete(service, options.items, 100)
-            service.close()
-        report.add(
-            Measure(
-                "claim+complete, batched",
-                f"docq, batch 100, synchronous={level}",
-                rate,
-                "items/s",
-                f">= {floor:,}",
-                rate >= floor,
-            )
-        )
+        at_level = replace(settings, synchronous=level)  # type: ignore[arg-type]
+        rate = max(_noop_rate(local, at_level, scratch, 100) for _ in range(ROUNDS))
+        name = f"docq, batch 100, synchronous={level}"
+        report.add(Measure("claim+complete, batched", name, rate, "items/s", f">= {floor:,}", rate >= floor))
     if options.target is not None and options.target.startswith("postgres"):
         for batch in (1, 10, 100):
             progress(f"PostgreSQL claim+complete, batch {batch}")
-            with scratch_database(options, scratch, f"pg{batch}") as target:
-                service = _service(target, settings)
-                service.add_documents(_fake_files(options.items, f"pg{batch}"), operation="noop")
-                rate = docq_claim_complete(service, options.items, batch)
-                service.close()
+            rate = max(_noop_rate(options, settings, scratch, batch) for _ in range(ROUNDS))
             report.add(Measure("claim+complete on PostgreSQL", f"docq, batch {batch}", rate, "items/s"))
 
 
@@ -406,37 +407,43 @@ def _pdf(report: Report, options: BenchOptions, settings: Settings, scratch: str
     section = f"PDF extraction: {options.pdfs} PDFs x {options.pages} pages"
     paths = bench_data.write_pdfs(os.path.join(scratch, "pdfs"), options.pdfs, pages=options.pages)
     pages = options.pdfs * options.pages
-    progress("pypdfium2 called directly")
-    direct = _pypdfium2_direct(paths)
-    report.add(Measure(section, "pypdfium2 called directly, one process", pages / direct, "pages/s"))
-    progress("docq's extractor called directly")
-    inline = _extract_inline(paths)
-    report.add(
-        Measure(section, "docq's extractor called directly (no queue, no child)", pages / inline, "pages/s")
-    )
-    rates = {}
-    for concurrency in (1, 2):
-        progress(f"docq work --concurrency {concurrency} over PDFs")
+
+    def work(concurrency: int) -> tuple[float, float]:
         with scratch_database(_on_sqlite(options), scratch, f"pdf{concurrency}") as target:
             service = _service(target, settings)
             enqueue_paths(service, paths)
             service.close()
             elapsed, summary = _work(target, settings, concurrency)
-        rates[concurrency] = pages / elapsed
-        report.add(
-            Measure(
-                section,
-                f"docq work --concurrency {concurrency}",
-                rates[concurrency],
-                "pages/s",
-                note=f"{summary.completed / elapsed:.1f} docs/s",
-            )
+        return pages / elapsed, summary.completed / elapsed
+
+    best: dict[str, tuple[float, float]] = {}
+    for round_ in range(1, PDF_ROUNDS + 1):
+        progress(f"PDFs, round {round_}: pypdfium2 directly, docq's extractor, docq work -c 1 and -c 2")
+        candidates = {
+            "direct": (pages / _pypdfium2_direct(paths), 0.0),
+            "inline": (pages / _extract_inline(paths), 0.0),
+            "c1": work(1),
+            "c2": work(2),
+        }
+        for name, rate in candidates.items():
+            best[name] = max(best.get(name, (0.0, 0.0)), rate)
+    report.add(Measure(section, "pypdfium2 called directly, one process", best["direct"][0], "pages/s"))
+    report.add(
+        Measure(
+            section, "docq's extractor called directly (no queue, no child)", best["inline"][0], "pages/s"
         )
-    ratio = rates[1] / (pages / direct)
+    )
+    for concurrency in (1, 2):
+        page_rate, doc_rate = best[f"c{concurrency}"]
+        note = f"{doc_rate:.1f} docs/s"
+        report.add(
+            Measure(section, f"docq work --concurrency {concurrency}", page_rate, "pages/s", note=note)
+        )
+    ratio = best["c1"][0] / best["direct"][0]
     report.add(
         Measure(section, "docq (concurrency 1) / pypdfium2", ratio * 100, "%", ">= 85%", ratio >= 0.85)
     )
-    speedup = rates[2] / rates[1]
+    speedup = best["c2"][0] / best["c1"][0]
     report.add(Measure(section, "concurrency 2 / concurrency 1", speedup, "x", ">= 1.7x", speedup >= 1.7))
 
 
