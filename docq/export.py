@@ -13,6 +13,7 @@ import csv
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, Any, Literal
 
@@ -90,9 +91,8 @@ def export(
     return count
 
 
-def _json_record(
-    document: Document, metadata: dict[str, Any], items: list[QueueItem] | Any, processed_at: str | None
-) -> dict[str, Any]:
+def _facts(document: Document, processed_at: str | None) -> dict[str, Any]:
+    """The document's own columns, shared by both formats."""
     return {
         "id": document.id,
         "path": document.path,
@@ -101,6 +101,14 @@ def _json_record(
         "size": document.size,
         "sha256": document.sha256,
         "processed_at": processed_at,
+    }
+
+
+def _json_record(
+    document: Document, metadata: dict[str, Any], items: Sequence[QueueItem], processed_at: str | None
+) -> dict[str, Any]:
+    return {
+        **_facts(document, processed_at),
         "metadata": metadata,
         "text": document.text,
         "items": [
@@ -111,15 +119,7 @@ def _json_record(
 
 
 def _csv_row(document: Document, metadata: dict[str, Any], processed_at: str | None) -> list[Any]:
-    values: dict[str, Any] = {
-        "id": document.id,
-        "path": document.path,
-        "status": document.status,
-        "mime_type": document.mime_type,
-        "size": document.size,
-        "sha256": document.sha256,
-        "processed_at": processed_at,
-    }
+    values = _facts(document, processed_at)
     return [values[column] if column in values else metadata.get(column) for column in CSV_COLUMNS]
 
 

@@ -178,18 +178,8 @@ def finish(tx: Tx, results: Sequence[AttemptResult], policy: RetryPolicy, now: f
             "completed": Outcome.COMPLETED,
             "cancelled": Outcome.CANCELLED,
         }.get(verdict, Outcome.FAILED)
-        history.append(
-            {
-                "item_id": lease.item_id,
-                "attempt": lease.attempt,
-                "worker": lease.worker,
-                "started_at": lease.started_at,
-                "now": now,
-                "outcome": outcome.value,
-                "error": None if result.ok else error_text(result, verdict),
-                "seconds": result.seconds,
-            }
-        )
+        error = None if result.ok else error_text(result, verdict)
+        history.append(_history_row(lease, outcome, error, now, result.seconds))
     if history:
         tx.executemany(q.RECORD_ATTEMPT, history)
     return verdicts
@@ -270,7 +260,13 @@ def release(tx: Tx, leases: Sequence[Lease], now: float) -> int:
 
 def _record(tx: Tx, lease: Lease, outcome: Outcome, error: str | None, now: float) -> None:
     """One row of the attempt history, for an attempt that ended without a result."""
-    row = {
+    tx.execute(q.RECORD_ATTEMPT, _history_row(lease, outcome, error, now))
+
+
+def _history_row(
+    lease: Lease, outcome: Outcome, error: str | None, now: float, seconds: float | None = None
+) -> dict[str, Any]:
+    return {
         "item_id": lease.item_id,
         "attempt": lease.attempt,
         "worker": lease.worker,
@@ -278,9 +274,8 @@ def _record(tx: Tx, lease: Lease, outcome: Outcome, error: str | None, now: floa
         "now": now,
         "outcome": outcome.value,
         "error": error,
-        "seconds": None,
+        "seconds": seconds,
     }
-    tx.execute(q.RECORD_ATTEMPT, row)
 
 
 def _recognise_own_commit(tx: Tx, lease: Lease) -> Verdict:

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import pytest
 
+from docq import render
 from docq.config import Settings
 from docq.queue import DocumentQueueService
 
@@ -111,3 +112,47 @@ def run_docq(
         timeout=timeout,
         **kwargs,
     )
+
+
+@pytest.fixture
+def plain_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No DOCQ_* settings or forced colour from the caller's environment, and fresh
+    consoles: what in-process CLI tests need to see the program's own defaults."""
+    for name in list(os.environ):
+        if name.startswith("DOCQ_") or name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
+            monkeypatch.delenv(name)
+    render.out.cache_clear()
+    render.err.cache_clear()
+    yield
+    render.out.cache_clear()
+    render.err.cache_clear()
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Any]:
+    """Starts the test's processes (see workload.Processes); kills them all, with their
+    children and commands, at the end."""
+    from workload import Processes
+
+    with Processes(tmp_path / "procs") as processes:
+        yield processes
+
+
+@pytest.fixture
+def service(db_path: str) -> Iterator[DocumentQueueService]:
+    """The test's SQLite queue, read and filled through the library."""
+    from workload import open_queue
+
+    queue = open_queue(db_path)
+    yield queue
+    queue.close()
+
+
+@pytest.fixture
+def any_service(db_target: str) -> Iterator[DocumentQueueService]:
+    """The test's queue on each backend in turn (PostgreSQL with DOCQ_TEST_PG_URL)."""
+    from workload import open_queue
+
+    queue = open_queue(db_target)
+    yield queue
+    queue.close()

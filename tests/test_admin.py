@@ -13,102 +13,40 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import os
 import signal
 import socket
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from clirunner import DATABASE, ERROR, NOT_FOUND, OK, PARTIAL, USAGE, Cli, describe, json_lines
 from conftest import SAMPLE_DOCS
 from rich.console import Console
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 from workload import Processes, open_queue, rows, wait_until
 
-from docq import dashboard, render
-from docq.cli import app
+from docq import dashboard
 from docq.config import Settings
 from docq.leases import AttemptResult, Lease
 from docq.processing import FileFacts, extractor_version
 from docq.queue import DocumentQueueService, Queued
-
-runner = CliRunner()
-
-# Exit codes as documented in the README.
-OK, ERROR, USAGE, PARTIAL, NOT_FOUND, DATABASE = 0, 1, 2, 3, 4, 5
 
 # A worker that runs the test handler `workload:ledger` (fast, stores its result as output).
 LEDGER = ("--operation", "ledger", "--handler", "workload:ledger")
 WORKER_ID = "host:4242:9c1e"
 
 
-@pytest.fixture(autouse=True)
-def _plain_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No DOCQ_* settings or forced colour from the caller's environment; fresh consoles."""
-    for name in list(os.environ):
-        if name.startswith("DOCQ_") or name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
-            monkeypatch.delenv(name)
-    render.out.cache_clear()
-    render.err.cache_clear()
-    yield
-    render.out.cache_clear()
-    render.err.cache_clear()
-
-
-def describe(result: Result) -> str:
-    """What went wrong, for assertion messages."""
-    return (
-        f"exit {result.exit_code}\nstdout: {result.stdout!r}\nstderr: {result.stderr!r}\n{result.exception!r}"
-    )
-
-
-class Cli:
-    """``docq --db DB ...`` in-process."""
-
-    def __init__(self, db: str) -> None:
-        self.db = db
-
-    def __call__(self, *args: str) -> Result:
-        return runner.invoke(app, ["--db", self.db, *args])
-
-    def ok(self, *args: str, code: int = OK) -> Result:
-        """Run, and check the exit code and that nothing crashed."""
-        result = self(*args)
-        assert result.exit_code == code, describe(result)
-        assert "Traceback" not in result.output
-        return result
-
-    def json(self, *args: str, code: int = OK) -> Any:
-        """Run with --json and parse stdout."""
-        return json.loads(self.ok(*args, "--json", code=code).stdout)
-
-    def export(self, *args: str) -> list[dict[str, Any]]:
-        """``docq export ARGS`` as parsed JSON Lines."""
-        return json_lines(self.ok("export", *args).stdout)
-
-
-def json_lines(text: str) -> list[dict[str, Any]]:
-    """Parse JSON Lines: one object per ``\\n``-terminated line (a text may hold other line
-    separators, such as U+2028, that `str.splitlines` would split on)."""
-    assert text == "" or text.endswith("\n"), text[-100:]
-    return [json.loads(line) for line in text.split("\n")[:-1]]
+pytestmark = pytest.mark.usefixtures("plain_environment")
 
 
 @pytest.fixture
 def cli(db_path: str) -> Cli:
     return Cli(db_path)
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Processes]:
-    """Starts the test's processes; kills them all, and their children, at the end."""
-    with Processes(tmp_path / "procs") as processes:
-        yield processes
 
 
 def assert_error(result: Result, code: int, *fragments: str) -> str:

@@ -23,75 +23,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner, Result
+from clirunner import BUSY, DATABASE, NOT_FOUND, OK, PARTIAL, USAGE, Cli, describe, runner
+from typer.testing import Result
 
-from docq import render
 from docq.cli import app
 from docq.errors import DatabaseError
-
-runner = CliRunner()
-
-# Exit codes as documented in the README.
-OK, PARTIAL, USAGE, NOT_FOUND, DATABASE, BUSY = 0, 3, 2, 4, 5, 6
 
 # A command for custom operations that always fails (exit code 1: a transient error).
 FAILING_COMMAND = (sys.executable, "-c", "raise SystemExit(1)")
 
-
-@pytest.fixture(autouse=True)
-def _plain_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No DOCQ_* settings or forced colour from the caller's environment; fresh consoles."""
-    for name in list(os.environ):
-        if name.startswith("DOCQ_") or name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
-            monkeypatch.delenv(name)
-    render.out.cache_clear()
-    render.err.cache_clear()
-    yield
-    render.out.cache_clear()
-    render.err.cache_clear()
-
-
-def describe(result: Result) -> str:
-    """What went wrong, for assertion messages."""
-    return (
-        f"exit {result.exit_code}\nstdout: {result.stdout!r}\nstderr: {result.stderr!r}\n{result.exception!r}"
-    )
-
-
-class Cli:
-    """``docq --db DB ...`` in-process."""
-
-    def __init__(self, db: str) -> None:
-        self.db = db
-
-    def __call__(
-        self, *args: str, input: bytes | str | None = None, env: dict[str, Any] | None = None
-    ) -> Result:
-        return runner.invoke(app, ["--db", self.db, *args], input=input, env=env)
-
-    def ok(self, *args: str, code: int = OK, **kwargs: Any) -> Result:
-        """Run, and check the exit code and that nothing crashed."""
-        result = self(*args, **kwargs)
-        assert result.exit_code == code, describe(result)
-        assert "Traceback" not in result.output
-        return result
-
-    def json(self, *args: str, code: int = OK, **kwargs: Any) -> Any:
-        """Run with --json (before any ``--``) and parse stdout."""
-        end = args.index("--") if "--" in args else len(args)
-        return json.loads(self.ok(*args[:end], "--json", *args[end:], code=code, **kwargs).stdout)
-
-    def snapshot(self) -> Any:
-        """Everything `stats` and `list` say about the queue (minus the clock-driven age)."""
-        stats = self.json("stats")
-        stats.pop("oldest_pending_age_seconds", None)
-        return stats, self.json("list", "--limit", "10000")
-
-    def item(self, item_id: int) -> dict[str, Any]:
-        return self.json("show", "--item", str(item_id))
-
-    def document(self, ref: str | int | Path) -> dict[str, Any]:
-        return self.json("show", str(ref))
+pytestmark = pytest.mark.usefixtures("plain_environment")
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -39,29 +39,6 @@ from docq.queue import DocumentQueueService
 pytestmark = pytest.mark.slow
 
 LEDGER = ("--operation", "ledger", "--handler", "workload:ledger")
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Processes]:
-    """Starts the test's processes; kills them all, and their children, at the end."""
-    with Processes(tmp_path / "procs") as processes:
-        yield processes
-
-
-@pytest.fixture
-def service(db_path: str) -> Iterator[DocumentQueueService]:
-    """The test's SQLite queue, read and filled through the library."""
-    queue = open_queue(db_path)
-    yield queue
-    queue.close()
-
-
-@pytest.fixture
-def any_service(db_target: str) -> Iterator[DocumentQueueService]:
-    """The test's queue on each backend in turn (PostgreSQL with DOCQ_TEST_PG_URL)."""
-    queue = open_queue(db_target)
-    yield queue
-    queue.close()
 
 
 def assert_quiet(workers: list[WorkerProcess]) -> None:

@@ -10,24 +10,19 @@ compared, ignoring only the computed lane column.
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner, Result
+from clirunner import DATABASE, OK, USAGE, describe, runner
+from typer.testing import Result
 from workload import open_queue
 
-from docq import render
 from docq.cli import app
 from docq.leases import AttemptResult
 from docq.processing import FileFacts, extractor_version, inspect_file
 
-runner = CliRunner()
-
-OK, USAGE, DATABASE = 0, 2, 5
 TABLES = {
     "documents": "id",
     "queue_items": "id",
@@ -38,29 +33,12 @@ TABLES = {
 WORKER_ID = "host:4242:9c1e"
 
 
-@pytest.fixture(autouse=True)
-def _plain_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No DOCQ_* settings or forced colour from the caller's environment; fresh consoles."""
-    for name in list(os.environ):
-        if name.startswith("DOCQ_") or name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
-            monkeypatch.delenv(name)
-    render.out.cache_clear()
-    render.err.cache_clear()
-    yield
-    render.out.cache_clear()
-    render.err.cache_clear()
+pytestmark = pytest.mark.usefixtures("plain_environment")
 
 
 def docq(db: str, *args: str) -> Result:
     """``docq --db DB ARGS`` in-process."""
     return runner.invoke(app, ["--db", db, *args])
-
-
-def describe(result: Result) -> str:
-    """What went wrong, for assertion messages."""
-    return (
-        f"exit {result.exit_code}\nstdout: {result.stdout!r}\nstderr: {result.stderr!r}\n{result.exception!r}"
-    )
 
 
 def ok(result: Result) -> Result:

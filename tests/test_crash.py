@@ -14,7 +14,6 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,6 @@ from workload import (
     history,
     item,
     only,
-    open_queue,
     outcomes,
     rows,
     wait_until,
@@ -44,29 +42,6 @@ pytestmark = pytest.mark.slow
 SLOW = ("--operation", "slow", "--handler", "workload:slow")
 LEASE = ("--lease", "2s")
 TAKE_OVER = ("--loop", "--poll-interval", "0.1s", *LEASE, "--json")  # a second worker, polling fast
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Processes]:
-    """Starts the test's processes; kills them all, and their children, at the end."""
-    with Processes(tmp_path / "procs") as processes:
-        yield processes
-
-
-@pytest.fixture
-def service(db_path: str) -> Iterator[DocumentQueueService]:
-    """The test's SQLite queue, read and filled through the library."""
-    queue = open_queue(db_path)
-    yield queue
-    queue.close()
-
-
-@pytest.fixture
-def any_service(db_target: str) -> Iterator[DocumentQueueService]:
-    """The test's queue on each backend in turn (PostgreSQL with DOCQ_TEST_PG_URL)."""
-    queue = open_queue(db_target)
-    yield queue
-    queue.close()
 
 
 def handler_started(procs: Processes, label: str, *, watch: WorkerProcess, nth: int = 1) -> int:

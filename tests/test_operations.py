@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,6 @@ from workload import (
     history,
     item,
     only,
-    open_queue,
     outcomes,
     rows,
     wait_until,
@@ -59,21 +58,6 @@ USAGE = 2
 def helper(script: str, *args: str) -> list[str]:
     """The argv that runs ``tests/helpers_ops/SCRIPT`` with ``args``, for after ``--``."""
     return [sys.executable, str(HELPERS / script), *args]
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Processes]:
-    """Starts the test's processes; kills them all, and their commands, at the end."""
-    with Processes(tmp_path / "procs") as processes:
-        yield processes
-
-
-@pytest.fixture
-def service(db_path: str) -> Iterator[DocumentQueueService]:
-    """The test's SQLite queue, read (and sometimes filled) through the library."""
-    queue = open_queue(db_path)
-    yield queue
-    queue.close()
 
 
 @pytest.fixture
