@@ -1,13 +1,14 @@
 """docq's command line: parse, call one library function, render.
 
 Each command builds its `Settings`, calls the library and hands the result to
-`docq.render` (or `docq.views_render`). Every error ends here, in `DocqGroup.main`: one
+`docq.render` (or one of the ``render_*`` modules). Every error ends here, in `DocqGroup.main`: one
 line ``docq: error: ...`` on stderr and the documented exit code (tracebacks only with
 ``--debug``). Library modules are imported inside commands, so ``docq --help`` stays fast.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -37,6 +38,16 @@ state = _Globals()
 
 class DocqGroup(TyperGroup):
     """The error boundary: every failure becomes one line and an exit code."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            # The reader went away (docq list | head): that is the reader's choice, not an
+            # error. Point stdout at /dev/null so the exit's final flush is quiet too.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise typer.Exit(EXIT_OK) from None
 
     def main(  # type: ignore[override]
         self,
@@ -74,9 +85,6 @@ class DocqGroup(TyperGroup):
         except KeyboardInterrupt:
             render.error("interrupted")
             code = 130
-        except BrokenPipeError:
-            sys.stderr.close()  # the reader went away (docq list | head): not an error
-            code = EXIT_OK
         except Exception as exc:  # the last resort: a bug must still end in one line
             if state.debug:
                 raise
@@ -195,12 +203,14 @@ def settings(**changes: Any) -> Settings:
     return base.with_(**changes)
 
 
-def service(config: Settings | None = None) -> DocumentQueueService:
-    """The queue service on this command's database."""
+def service(config: Settings | None = None, *, create: bool = False) -> DocumentQueueService:
+    """The queue service on this command's database. Only commands that add work
+    ``create`` the database; the others refuse a queue that does not exist."""
+    from docq.db import Database
     from docq.queue import DocumentQueueService
 
     config = config or settings()
-    return DocumentQueueService(config.db, settings=config)
+    return DocumentQueueService(Database(config.db, config, create=create), settings=config)
 
 
 def finish(code: int) -> NoReturn:
@@ -276,7 +286,7 @@ def enqueue(
         )
     _check_operation_name(operation)
     inputs = _enqueue_inputs(paths or [], from_file, null, read_path_list)
-    queue = service()
+    queue = service(create=True)
     with render_queue.EnqueueProgress(
         enabled=not as_json, known=None if from_file or recursive else len(paths or [])
     ) as progress:
@@ -376,7 +386,7 @@ def work(
         typer.Argument(
             metavar="[-- COMMAND [ARG...]]",
             help="For your own --operation: the command to run per document, without a shell. "
-            "Placeholders {path} {id} {name} {stem} {suffix} {sha256} {attempt} "
+            "Placeholders {path} {dir} {id} {name} {stem} {suffix} {sha256} {attempt} "
             "are replaced inside arguments.",
             show_default=False,
         ),
@@ -482,12 +492,19 @@ def work(
     output_cap: Annotated[
         int,
         typer.Option(
-            parser=size, metavar="SIZE", help="Commands: stdout kept as the result, up to this much."
+            parser=size,
+            metavar="SIZE",
+            envvar="DOCQ_OUTPUT_CAP",
+            help="Commands: stdout kept as the result, up to this much.",
         ),
     ] = "1M",  # type: ignore[assignment]
     permanent_exit_codes: Annotated[
         str | None,
-        typer.Option(metavar="CODES", help="Commands: exit codes that fail an item at once, e.g. 2,3."),
+        typer.Option(
+            metavar="CODES",
+            envvar="DOCQ_PERMANENT_EXIT_CODES",
+            help="Commands: exit codes that fail an item at once, e.g. 2,3.",
+        ),
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print a summary as JSON on stdout when done.")
@@ -504,7 +521,7 @@ def work(
 
           docq work
           docq work --loop --concurrency 4
-          docq work --operation ocr -- ocrmypdf --skip-text {path} {stem}.ocr.pdf
+          docq work --operation ocr -- ocrmypdf --skip-text {path} {dir}/{stem}.ocr.pdf
     """
     from docq import render_queue
     from docq.worker import WorkOptions, process_document_queue
@@ -535,15 +552,6 @@ def work(
         max_items=max_items,
         max_seconds=max_seconds,
         quiet_children=not state.debug,
-    )
-    from docq.operations import handler_for
-
-    handler_for(  # validate the operation before touching the database
-        operation,
-        command=list(options.command),
-        target=handler,
-        max_size=config.max_size,
-        output_cap=config.output_cap,
     )
     with render_queue.WorkDisplay(enabled=not as_json) as display:
         summary = process_document_queue(settings=config, options=options, on_event=display.event)
@@ -589,6 +597,10 @@ def stats(
 ) -> None:
     """Show the queue: items per status, retries waiting, throughput, who holds what.
 
+    The counts are kept up to date as items change, so this is instant however long
+    the queue. "retrying" counts pending items that failed before and wait for their
+    next attempt.
+
     **Examples**
 
           docq stats
@@ -618,6 +630,9 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """Show a document: its metadata, queue items, every attempt and its text.
+
+    A document is named by its id or by its path; --item shows one queue item instead,
+    with the output of a custom operation's command.
 
     **Examples**
 

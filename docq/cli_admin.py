@@ -68,6 +68,9 @@ def list_(
 ) -> None:
     """List queue items, newest first.
 
+    Filters combine; --status takes several values, and "retrying" picks the pending
+    items that failed before.
+
     **Examples**
 
           docq list --status failed
@@ -179,6 +182,12 @@ def purge(
 
     statuses = _statuses(status) or ("completed", "failed", "cancelled")
     queue = service()
+    if yes and not dry_run:  # confirmed already: no need to count first
+        removed = queue.purge(older_than=older_than, statuses=statuses)
+        if vacuum:
+            queue.vacuum()
+        render_admin.purge_result(removed, as_json=as_json, dry_run=False)
+        return
     planned = queue.purge(older_than=older_than, statuses=statuses, dry_run=True)
     if dry_run or planned.items == 0:
         render_admin.purge_result(planned, as_json=as_json, dry_run=dry_run)
@@ -280,9 +289,9 @@ def workers(
     """
     from docq import render_admin, views
 
-    db = service().db
-    rows = views.list_workers(db, include_stopped=all_)
-    render_admin.workers(rows, now=service().now(), as_json=as_json)
+    queue = service()
+    rows = views.list_workers(queue.db, include_stopped=all_)
+    render_admin.workers(rows, now=queue.now(), as_json=as_json)
 
 
 @app.command()

@@ -32,7 +32,9 @@ NOOP_OPERATION = "noop"
 class Settings:
     """Everything a command or a worker needs to know, in one place.
 
-    Durations are seconds, sizes are bytes. ``memory_limit`` of None means no cap.
+    Durations are seconds, sizes are bytes. ``memory_limit`` caps each processing
+    child's address space: None picks the default (1 GiB for the built-in extraction and
+    Python handlers, no cap for commands, whose needs docq cannot know); 0 means no cap.
     """
 
     db: str | None = None
@@ -44,7 +46,7 @@ class Settings:
     lease: float = 60.0
     concurrency: int = 1
     timeout: float = 300.0
-    memory_limit: int | None = 1 * GiB
+    memory_limit: int | None = None  # None: 1 GiB for extraction and Python handlers, none for commands
     grace: float = 30.0
     poll_interval: float = 1.0
     max_size: int = 256 * MiB
@@ -57,6 +59,10 @@ class Settings:
             (self.max_attempts >= 1, "max attempts must be at least 1"),
             (self.retry_delay >= 0, "retry delay must not be negative"),
             (self.retry_max_delay >= 0, "retry max delay must not be negative"),
+            (
+                self.retry_max_delay >= self.retry_delay,
+                "retry max delay must not be shorter than the retry delay",
+            ),
             (self.lease > 0, "lease must be longer than 0 s"),
             (self.concurrency >= 1, "concurrency must be at least 1"),
             (self.timeout > 0, "timeout must be longer than 0 s"),

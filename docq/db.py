@@ -30,8 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union
 
 from docq.config import Settings, default_database_path
 from docq.errors import DatabaseBusy, DatabaseError, DatabaseUnreachable
@@ -82,6 +81,10 @@ def resolve_target(target: str | os.PathLike[str] | None) -> Target:
     if not text:
         raise DatabaseError("empty database path")
     return Target("sqlite", path=os.path.realpath(os.path.expanduser(text)))
+
+
+DatabaseLike = Union["Database", str, "os.PathLike[str]", Any]
+"""A `Database`, a ``--db`` target, or a SQLAlchemy Engine or Session on a docq database."""
 
 
 class Tx:
@@ -139,13 +142,20 @@ class Database:
 
     Not shared between threads or processes: each worker, command or thread opens its own.
     Opening checks that the file is a docq database of a schema this docq knows, creating
-    the schema in a new or empty database.
+    the schema in a new or empty database; with ``create=False`` (commands that only read
+    or change existing items) a missing queue is an error instead, so a mistyped ``--db``
+    never leaves an empty database behind.
     """
 
     def __init__(
-        self, target: str | os.PathLike[str] | Target | None = None, settings: Settings | None = None
+        self,
+        target: str | os.PathLike[str] | Target | None = None,
+        settings: Settings | None = None,
+        *,
+        create: bool = True,
     ):
         self.settings = settings or Settings()
+        self.create = create
         self.target = target if isinstance(target, Target) else resolve_target(target)
         self.backend: Backend = self.target.backend
         self._conn: Any = None
@@ -163,7 +173,7 @@ class Database:
 
     def connect_raw(self) -> Any:
         """A new DB-API connection with docq's settings, for callers that need their own
-        (the SQLAlchemy engine's pool; a second worker thread). The schema must exist."""
+        (the SQLAlchemy engine's pool; the LISTEN connection). The schema must exist."""
         if self.backend == "sqlite":
             return self._sqlite_connect()
         return self._pg_connect()
@@ -235,9 +245,11 @@ class Database:
     def _open(self) -> Any:
         from docq import schema
 
+        if not self.create and self.target.path is not None and not os.path.exists(self.target.path):
+            raise DatabaseError(f"no docq queue at {self.target.path} yet: `docq enqueue` creates it")
         conn = self._sqlite_connect() if self.backend == "sqlite" else self._pg_connect()
         try:
-            schema.ensure(conn, self.backend, self.target.display)
+            schema.ensure(conn, self.backend, self.target.display, create=self.create)
         except BaseException:
             conn.close()
             raise
@@ -351,9 +363,8 @@ class Database:
             if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in str(exc):
                 return "busy"
             return None
-        if self.backend == "postgresql":
-            import psycopg
-
+        psycopg = sys.modules.get("psycopg")  # not imported: not a psycopg error either
+        if self.backend == "postgresql" and psycopg is not None:
             if isinstance(exc, psycopg.errors.SerializationFailure | psycopg.errors.DeadlockDetected):
                 return "busy"
             if isinstance(exc, psycopg.errors.LockNotAvailable):
@@ -363,13 +374,39 @@ class Database:
                 # and its "already queued" check now sees the other's item.
                 return "busy"
             if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
-                # No SQLSTATE: the client lost or never got its socket. Class 08 and
-                # 57P01-57P03: the server closed the connection, is shutting down or starting.
+                # Class 08 and 57P01-57P03: the server closed the connection, is shutting
+                # down or starting. Without a SQLSTATE, libpq's own words tell a lost or
+                # refused connection (worth waiting for) from a wrong password or database.
                 state = getattr(exc, "sqlstate", None)
-                if state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03"):
+                if state is not None:
+                    return "disconnected" if state.startswith("08") or state in _SERVER_GOING else None
+                message = str(exc).lower()
+                if any(sign in message for sign in _CONNECTION_LOST):
+                    return "disconnected"
+                conn = self._conn
+                if isinstance(exc, psycopg.InterfaceError) or (conn is not None and conn.closed):
                     return "disconnected"
         return None
 
+
+_SERVER_GOING = ("57P01", "57P02", "57P03")
+_CONNECTION_LOST = (
+    "connection refused",
+    "could not connect",
+    "server closed the connection",
+    "connection reset",
+    "connection timed out",
+    "timeout expired",
+    "no route to host",
+    "network is unreachable",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "terminating connection",
+    "consuming input failed",
+    "the connection is lost",
+    "the connection is closed",
+)
 
 NOTIFY_CHANNEL = "docq_queue"
 
@@ -478,11 +515,23 @@ def _translate(exc: Exception, where: str) -> Exception:
             return DatabaseError(f"cannot open {where}: check that it and its directory are writable")
         return DatabaseError(f"{where}: {message}")
     psycopg = sys.modules.get("psycopg")  # only a psycopg error if psycopg was imported
-    if psycopg is not None and isinstance(exc, psycopg.OperationalError):
+    if psycopg is not None and isinstance(exc, psycopg.Error):
+        # A missing schema or database, a permission, a server-side limit: all about the
+        # database the user pointed at, said in PostgreSQL's own first line.
         return DatabaseError(f"{where}: {_first_line(exc)}")
     return exc
 
 
-def sqlite_path_size(path: str) -> int:
-    """Bytes used by a SQLite database and its WAL file."""
-    return sum(p.stat().st_size for p in (Path(path), Path(path + "-wal")) if p.exists())
+def open_database(db: DatabaseLike, settings: Settings | None = None) -> Database:
+    """A `Database` for anything a caller may pass as ``db`` (see `DatabaseLike`)."""
+    if isinstance(db, Database):
+        return db
+    bind = getattr(db, "bind", None) or getattr(db, "get_bind", lambda: None)()
+    engine = bind if bind is not None else db
+    url = getattr(engine, "url", None)
+    if url is not None:  # a SQLAlchemy Engine or Session: open the same database our way
+        target = (
+            url.database if url.get_backend_name() == "sqlite" else url.render_as_string(hide_password=False)
+        )
+        return Database(target, settings)
+    return Database(db, settings)

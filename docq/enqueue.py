@@ -83,17 +83,26 @@ def _clean_entry(raw: bytes, null: bool) -> str:
 
 def expand(paths: Iterable[str], *, recursive: bool) -> Iterator[str | Rejected]:
     """Each input path, with directories replaced by the files under them (sorted) when
-    ``recursive``, or rejected when not."""
+    ``recursive``, or rejected when not. A directory that cannot be read is rejected."""
     for path in paths:
         if not os.path.isdir(path):
             yield path
         elif not recursive:
             yield Rejected(path, "is a directory (use -r/--recursive to queue the files in it)")
         else:
-            for root, dirs, files in os.walk(path, onerror=None):
+            unreadable: list[OSError] = []
+            for root, dirs, files in os.walk(path, onerror=unreadable.append):
+                yield from _rejections(unreadable)
                 dirs.sort()
                 for name in sorted(files):
                     yield os.path.join(root, name)
+            yield from _rejections(unreadable)
+
+
+def _rejections(errors: list[OSError]) -> Iterator[Rejected]:
+    while errors:
+        error = errors.pop(0)
+        yield Rejected(str(error.filename), f"cannot read directory: {describe_os_error(error)}")
 
 
 def enqueue_paths(

@@ -1,8 +1,8 @@
-"""docq's exceptions, and the one table that maps them to exit codes.
+"""docq's exceptions and exit codes.
 
 The library raises these; the CLI catches `DocqError` once, prints
-``docq: error: <message>`` and exits with ``exit_code``. Each class's docstring
-says when it is raised.
+``docq: error: <message>`` and exits with the class's ``exit_code``. Each class's
+docstring says when it is raised.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ EXIT_PARTIAL = 3
 EXIT_NOT_FOUND = 4
 EXIT_DATABASE = 5
 EXIT_BUSY = 6
-EXIT_SIGINT = 130
-EXIT_SIGTERM = 143
 
 
 class DocqError(Exception):

@@ -19,7 +19,7 @@ from typing import IO, Any, Literal
 
 from docq.db import Database
 from docq.errors import UsageError
-from docq.models import Document, QueueItem
+from docq.models import Document, ItemOutput, QueueItem
 from docq.paths import from_db
 from docq.views import ItemFilter, iter_documents
 
@@ -43,6 +43,7 @@ CSV_COLUMNS = (
     "extractor",
     "extractor_version",
     "processed_at",
+    "last_error",
 )
 _UNSAFE = re.compile(r"[^\w.\-]+")
 MAX_NAME = 120  # bytes; with the id and ".txt" well within the usual 255-byte limit
@@ -76,14 +77,14 @@ def export(
     if writer is not None:
         writer.writerow(CSV_COLUMNS)
     count = ExportCount()
-    for document, items in iter_documents(db, where):
+    for document, items, outputs in iter_documents(db, where):
         count.documents += 1
         metadata = json.loads(document.metadata_json) if document.metadata_json else {}
         if stream is not None:
             if writer is not None:
-                writer.writerow(_csv_row(document, metadata, iso(document.processed_at)))
+                writer.writerow(_csv_row(document, metadata, items, iso(document.processed_at)))
             else:
-                record = _json_record(document, metadata, items, iso(document.processed_at))
+                record = _json_record(document, metadata, items, outputs, iso(document.processed_at))
                 stream.write(json.dumps(record, ensure_ascii=False) + "\n")
         if text_dir is not None and document.text is not None:  # extracted, whatever is queued since
             write_text_file(text_dir, document, document.text)
@@ -105,21 +106,32 @@ def _facts(document: Document, processed_at: str | None) -> dict[str, Any]:
 
 
 def _json_record(
-    document: Document, metadata: dict[str, Any], items: Sequence[QueueItem], processed_at: str | None
+    document: Document,
+    metadata: dict[str, Any],
+    items: Sequence[QueueItem],
+    outputs: dict[int, ItemOutput],
+    processed_at: str | None,
 ) -> dict[str, Any]:
-    return {
-        **_facts(document, processed_at),
-        "metadata": metadata,
-        "text": document.text,
-        "items": [
-            {"id": item.id, "operation": item.operation, "status": item.status, "last_error": item.last_error}
-            for item in items
-        ],
-    }
+    records = []
+    for item in items:
+        record: dict[str, Any] = {
+            "id": item.id,
+            "operation": item.operation,
+            "status": item.status,
+            "last_error": item.last_error,
+        }
+        output = outputs.get(item.id or 0)
+        if output is not None:  # what a custom operation's command printed
+            record["output"] = {"text": output.text, "note": output.note}
+        records.append(record)
+    return {**_facts(document, processed_at), "metadata": metadata, "text": document.text, "items": records}
 
 
-def _csv_row(document: Document, metadata: dict[str, Any], processed_at: str | None) -> list[Any]:
+def _csv_row(
+    document: Document, metadata: dict[str, Any], items: Sequence[QueueItem], processed_at: str | None
+) -> list[Any]:
     values = _facts(document, processed_at)
+    values["last_error"] = items[-1].last_error if items else None
     return [values[column] if column in values else metadata.get(column) for column in CSV_COLUMNS]
 
 

@@ -18,6 +18,7 @@ import re
 import selectors
 import signal
 import subprocess
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ EX_TEMPFAIL = 75
 
 STDERR_TAIL = 4096
 AFTER_EXIT = 1.0  # seconds to keep reading a command's pipes after it exited
-PLACEHOLDERS = ("path", "id", "name", "stem", "suffix", "sha256", "attempt")
+PLACEHOLDERS = ("path", "dir", "id", "name", "stem", "suffix", "sha256", "attempt")
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{(\w+)\}")
 
 HandlerKind = Literal["extract", "noop", "command", "python"]
@@ -107,7 +108,7 @@ def handler_for(
         )
     if target:
         _check_importable(target)
-        return Handler("python", target=target, max_size=max_size)
+        return Handler("python", target=target)
     raise UsageError(
         f"operation {operation!r} is not built in: give the command to run after --, "
         f"e.g. docq work --operation {operation} -- mytool {{path}}"
@@ -119,6 +120,10 @@ def _check_importable(target: str) -> None:
     module_name, _, attr = target.partition(":")
     if not module_name or not attr:
         raise UsageError(f"--handler {target!r}: use module:function")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        # The children run `python -m`, which puts the current directory first on
+        # sys.path: look where they will look.
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # any import failure of user code is the user's to fix
@@ -153,6 +158,7 @@ def placeholder_values(job: Job) -> dict[str, str]:
     pure = PurePath(name)
     return {
         "path": job.path,
+        "dir": os.path.dirname(job.path),
         "id": str(job.document_id),
         "name": name,
         "stem": pure.stem,
@@ -248,7 +254,7 @@ def _run_command(handler: Handler, job: Job, on_started: Any) -> HandlerOutcome:
             note = ((note or "") + f"\n[stdout truncated at {handler.output_cap} bytes]").strip()
         return HandlerOutcome(ok=True, text=text, note=note)
     if code < 0:
-        error = f"command killed by {_signal_name(-code)}"
+        error = f"command killed by {signal_name(-code)}"
     else:
         error = f"command exited with code {code}"
     if note:
@@ -308,7 +314,8 @@ def kill_group(pgid: int) -> None:
         pass
 
 
-def _signal_name(number: int) -> str:
+def signal_name(number: int) -> str:
+    """``SIGSEGV`` for 11, and so on."""
     try:
         return signal.Signals(number).name
     except ValueError:

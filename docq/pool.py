@@ -21,7 +21,7 @@ from typing import Any
 
 from docq.child import MEMORY_EXIT
 from docq.leases import Lease
-from docq.operations import Handler, Job, kill_group
+from docq.operations import Handler, Job, kill_group, signal_name
 
 
 @dataclass(frozen=True)
@@ -166,16 +166,9 @@ class Child:
             self.kill()
             code = self.process.returncode
         if code is not None and code < 0:
-            name = _signal_name(-code)
+            name = signal_name(-code)
             hint = " (out of memory?)" if -code == signal.SIGKILL else ""
             return Death(f"worker child crashed: killed by {name}{hint}")
         if code == MEMORY_EXIT:
             return Death("memory limit exceeded", blame_current=False)
         return Death(f"worker child exited unexpectedly with code {code}")
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"

@@ -10,7 +10,6 @@ while a document is processed. The seed API (``enqueue``, ``get_pending_items``,
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from docq import leases, maintenance
 from docq import queries as q
 from docq.config import Settings
-from docq.db import Database, Tx
+from docq.db import Database, DatabaseLike, Tx, open_database
 from docq.errors import InvalidTransition, NotFoundError, UsageError
 from docq.leases import AttemptResult, Lease, Verdict
 from docq.maintenance import Change, PurgeCount
@@ -33,8 +32,6 @@ if TYPE_CHECKING:
     from docq.models import QueueItem
     from docq.processing import FileFacts
 
-DatabaseLike = Database | str | os.PathLike[str] | Any
-"""A `Database`, a ``--db`` target, or a SQLAlchemy Engine or Session on a docq database."""
 
 SkipReason = Literal["already queued", "unchanged"]
 
@@ -55,21 +52,6 @@ class Skipped:
     document_id: int
     path: str
     reason: SkipReason
-
-
-def open_database(db: DatabaseLike, settings: Settings | None = None) -> Database:
-    """A `Database` for anything a caller may pass as ``db`` (see `DatabaseLike`)."""
-    if isinstance(db, Database):
-        return db
-    bind = getattr(db, "bind", None) or getattr(db, "get_bind", lambda: None)()
-    engine = bind if bind is not None else db
-    url = getattr(engine, "url", None)
-    if url is not None:  # a SQLAlchemy Engine or Session: open the same database our way
-        target = (
-            url.database if url.get_backend_name() == "sqlite" else url.render_as_string(hide_password=False)
-        )
-        return Database(target, settings)
-    return Database(db, settings)
 
 
 class DocumentQueueService:
@@ -369,7 +351,8 @@ class DocumentQueueService:
         """Complete an item this process holds, storing ``text`` and ``metadata`` (an
         extraction) on its document. Returns False, changing nothing, if the lease was
         lost to another worker meanwhile. Raises `InvalidTransition` if it was never claimed."""
-        result = AttemptResult(self._lease_of(queue_item), ok=True, text=text, metadata=metadata)
+        # Always an extraction here: text and metadata go on the document (metadata {} if none).
+        result = AttemptResult(self._lease_of(queue_item), ok=True, text=text, metadata=metadata or {})
         verdict = self.finish([result])[0]
         if verdict == "completed":
             queue_item.status = ItemStatus.COMPLETED
@@ -433,10 +416,12 @@ class DocumentQueueService:
     ) -> tuple[list[Verdict], list[Lease]]:
         """Record finished attempts and claim up to ``limit`` more, in one transaction (one
         commit instead of two: what makes a worker fast at ``synchronous=FULL``)."""
-        token = secrets.token_hex(8)
         lane = lane_of(operation)
 
         def run(tx: Tx) -> tuple[list[Verdict], list[Lease]]:
+            # A fresh token per try: if a commit went through but its answer was lost, the
+            # items it claimed are not renewed by this worker and expire to another.
+            token = secrets.token_hex(8)
             now = self.clock()
             verdicts = leases.finish(tx, results, self.policy, now) if results else []
             claimed: list[Lease] = []

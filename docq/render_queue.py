@@ -203,7 +203,8 @@ def work_summary(summary: WorkSummary) -> None:
         parts.append(f"{summary.released} given back")
     if summary.discarded:
         parts.append(f"{summary.discarded} discarded")
-    render.out().print(f"Processed {plural(summary.processed, 'item')}: {', '.join(parts)}.")
+    attempts = "" if summary.processed == summary.items else f" in {summary.processed} attempts"
+    render.out().print(f"Processed {plural(summary.items, 'item')}{attempts}: {', '.join(parts)}.")
 
 
 # --- stats ---------------------------------------------------------------------------

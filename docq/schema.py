@@ -45,15 +45,19 @@ DOCQ_TABLES = ("documents", "queue_items", "attempts", "item_outputs", "workers"
 _PG_CREATE_LOCK = 0x646F6371
 
 
-def ensure(conn: Any, backend: str, where: str) -> None:
-    """Check the schema of ``conn``'s database, creating it if the database is new.
-
-    Raises `DatabaseError` if the database is not docq's or comes from a newer docq.
+def ensure(conn: Any, backend: str, where: str, *, create: bool = True) -> None:
+    """Check the schema of ``conn``'s database, creating it if the database is new (and
+    ``create``). Raises `DatabaseError` if the database is not docq's, comes from a newer
+    docq, or (without ``create``) holds no queue yet.
     """
     if backend == "sqlite":
-        _ensure_sqlite(conn, where)
+        _ensure_sqlite(conn, where, create)
     else:
-        _ensure_postgres(conn, where)
+        _ensure_postgres(conn, where, create)
+
+
+def _no_queue(where: str) -> DatabaseError:
+    return DatabaseError(f"no docq queue in {where} yet: `docq enqueue` creates it")
 
 
 def _check_version(version: int, where: str) -> None:
@@ -66,7 +70,7 @@ def _check_version(version: int, where: str) -> None:
         raise DatabaseError(f"{where} has no docq schema version: not a docq database")
 
 
-def _ensure_sqlite(conn: Any, where: str) -> None:
+def _ensure_sqlite(conn: Any, where: str, create: bool) -> None:
     # One snapshot for both reads: a process creating the schema meanwhile must not make
     # a fresh docq file look like a foreign one. The first read also fails with "file is
     # not a database" on a file that isn't one.
@@ -85,6 +89,8 @@ def _ensure_sqlite(conn: Any, where: str) -> None:
         raise DatabaseError(
             f"{where} is not a docq database (it holds another program's data); left untouched"
         )
+    if not create:
+        raise _no_queue(where)
     conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only possible before the first table
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("BEGIN IMMEDIATE")
@@ -101,7 +107,7 @@ def _ensure_sqlite(conn: Any, where: str) -> None:
         raise
 
 
-def _ensure_postgres(conn: Any, where: str) -> None:
+def _ensure_postgres(conn: Any, where: str, create: bool) -> None:
     with conn.cursor() as cur:
         try:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_CREATE_LOCK,))
@@ -121,6 +127,8 @@ def _ensure_postgres(conn: Any, where: str) -> None:
                     f"{where} holds tables named like docq's ({', '.join(foreign)}) that are not docq's; "
                     "left untouched (use another database or schema)"
                 )
+            elif not create:
+                raise _no_queue(where)
             else:
                 for statement in ddl("postgresql"):
                     cur.execute(statement)

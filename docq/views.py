@@ -166,10 +166,10 @@ def list_workers(db: Database, *, include_stopped: bool = False, limit: int = 10
 
 def iter_documents(
     db: Database, where: ItemFilter, *, processed_only: bool = False, batch: int = 500
-) -> Iterator[tuple[Document, Sequence[QueueItem]]]:
+) -> Iterator[tuple[Document, Sequence[QueueItem], dict[int, ItemOutput]]]:
     """Documents that have items matching ``where`` (all documents without a filter),
-    oldest first, with those items; streamed in batches so exports of any size fit in
-    memory."""
+    oldest first, with those items and their custom operations' outputs (by item id);
+    streamed in batches so exports of any size fit in memory."""
     last_id = 0
     while True:
         with Session(db.engine()) as session:
@@ -192,7 +192,14 @@ def iter_documents(
             by_document: dict[int, list[QueueItem]] = {}
             for item in items:
                 by_document.setdefault(item.document_id, []).append(item)
+            item_ids = [item.id for item in items]
+            outputs = {
+                output.item_id: output
+                for output in session.exec(
+                    select(ItemOutput).where(col(ItemOutput.item_id).in_(item_ids))
+                ).all()
+            }
             for document in documents:
                 assert document.id is not None
-                yield document, by_document.get(document.id, [])
+                yield document, by_document.get(document.id, []), outputs
             last_id = ids[-1] or last_id

@@ -21,11 +21,12 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from docq.config import GiB, Settings
+from docq.db import DatabaseLike
 from docq.errors import DatabaseBusy, DatabaseUnreachable
 from docq.leases import AttemptResult, Lease, Verdict, error_text, new_worker_id
 from docq.operations import Handler, HandlerOutcome, handler_for
 from docq.pool import Child, Death
-from docq.queue import DatabaseLike, DocumentQueueService
+from docq.queue import DocumentQueueService
 from docq.waker import Waker
 
 log = logging.getLogger("docq.worker")
@@ -49,6 +50,7 @@ class WorkSummary:
     cancelled: int = 0
     discarded: int = 0  # results dropped because the lease had been lost
     released: int = 0  # items given back unfinished at shutdown
+    items: int = 0  # distinct items among the attempts (an item retried in the run counts once)
     stopped_by: int | None = None  # the signal that forced an immediate stop, if any
 
     def to_dict(self) -> dict[str, int]:
@@ -92,11 +94,24 @@ def process_document_queue(
     default queue), claims items, runs `_process_document_content` (or the operation's
     command) on each in a child process, and marks each completed or failed. Returns the
     counts. ``on_event`` is called once per recorded attempt, after it is committed.
+
+    Raises `UsageError` before touching the database if the operation cannot run (a
+    custom operation without a command, an unknown placeholder, a handler that does not
+    import).
     """
     settings = settings or Settings()
+    options = options or WorkOptions()
+    handler = handler_for(
+        options.operation,
+        command=list(options.command),
+        target=options.handler,
+        max_size=settings.max_size,
+        output_cap=settings.output_cap,
+        permanent_exit_codes=settings.permanent_exit_codes,
+    )
     service = DocumentQueueService(db if db is not None else settings.db, settings=settings)
     try:
-        return Worker(service, settings, options or WorkOptions(), on_event=on_event).run()
+        return Worker(service, settings, options, handler, on_event=on_event).run()
     finally:
         service.close()
 
@@ -116,6 +131,7 @@ class Worker:
         service: DocumentQueueService,
         settings: Settings,
         options: WorkOptions,
+        handler: Handler,
         *,
         on_event: Callable[[ItemEvent], None] | None = None,
     ) -> None:
@@ -123,14 +139,7 @@ class Worker:
         self.settings = settings
         self.options = options
         self.on_event = on_event
-        self.handler: Handler = handler_for(
-            options.operation,
-            command=list(options.command),
-            target=options.handler,
-            max_size=settings.max_size,
-            output_cap=settings.output_cap,
-            permanent_exit_codes=settings.permanent_exit_codes,
-        )
+        self.handler = handler
         self.id = new_worker_id(secrets.token_hex(2))
         self.summary = WorkSummary()
         self.children: list[Child | None] = [None] * settings.concurrency
@@ -138,7 +147,7 @@ class Worker:
         self.held: dict[int, Lease] = {}  # every item we hold a lease on, by id
         self.results: list[_Finished] = []  # finished, not yet recorded
         self.claimed_total = 0
-        self.chunk = 4
+        self.chunk = 1  # grows with the observed speed of items (see _finished)
         self.mean_seconds: float | None = None
         self.next_claim_at = 0.0
         self.next_heartbeat_at = 0.0
@@ -146,6 +155,7 @@ class Worker:
         self.db_failures = 0
         self.claim_came_back_empty = False
         self.cancelling: set[int] = set()  # asked a child to drop these; cancelled when it does
+        self.seen: set[int] = set()  # items with a recorded attempt in this run
         self.stopping = False
         self.grace_deadline = 0.0
         self.waker = Waker()
@@ -234,9 +244,9 @@ class Worker:
         want = self.settings.concurrency * self.chunk
         if len(self.backlog) >= want:
             return 0
-        # Each child runs a chunk with another queued behind it; one more chunk per child
-        # waits here, so results and new work flow without the children ever waiting.
-        room = 3 * want - len(self.backlog) - self._running()
+        # Each child runs a chunk with at most one more queued behind it, so it never waits
+        # for the worker; nothing more is held, so other workers find work too.
+        room = 2 * want - len(self.backlog) - self._running()
         if self.options.max_items is not None:
             room = min(room, self.options.max_items - self.claimed_total)
         return max(room, 0)
@@ -340,6 +350,9 @@ class Worker:
                 )
             else:
                 self.summary.processed += 1
+                if lease.item_id not in self.seen:
+                    self.seen.add(lease.item_id)
+                    self.summary.items += 1
                 name = counters[verdict]
                 setattr(self.summary, name, getattr(self.summary, name) + 1)
             if self.on_event is not None:
@@ -349,17 +362,26 @@ class Worker:
     # --- children -------------------------------------------------------------------
 
     def _dispatch(self) -> None:
-        for slot, child in enumerate(self.children):
-            if not self.backlog:
+        """Hand claimed items to children, the least loaded first, sharing them out so
+        that every child runs something before any gets a second chunk."""
+        while self.backlog:
+            open_slots = [
+                slot for slot, child in enumerate(self.children) if child is None or self._has_room(child)
+            ]
+            if not open_slots:
                 return
-            if child is not None and not self._has_room(child):
-                continue
+            slot = min(open_slots, key=self._load)
+            child = self.children[slot]
             if child is None:
                 child = self.children[slot] = Child(
                     self.handler, self._memory_limit(), quiet=self.options.quiet_children
                 )
-            size = min(self.chunk, len(self.backlog))
+            size = max(1, min(self.chunk, len(self.backlog) // len(open_slots)))
             child.assign([self.backlog.popleft() for _ in range(size)])
+
+    def _load(self, slot: int) -> int:
+        child = self.children[slot]
+        return 0 if child is None else len(child.assigned)
 
     def _has_room(self, child: Child) -> bool:
         """A child is given a chunk while it has at most one chunk to run, so the next
@@ -420,7 +442,7 @@ class Worker:
         self.children[slot] = None
         if death.blame_current and child.assigned:
             lease = child.assigned.popleft()
-            log.warning("item %d: %s (%s)", lease.item_id, death.reason, lease.path)
+            log.debug("item %d: %s (%s)", lease.item_id, death.reason, lease.path)
             seconds = time.monotonic() - child.head_started
             self._finished(lease, HandlerOutcome(ok=False, error=death.reason), seconds)
         self.backlog.extendleft(reversed(child.assigned))
@@ -437,7 +459,7 @@ class Worker:
                 error = f"timeout: stopped after {self.settings.timeout:g}s"
             else:
                 error = f"worker child did not start within {now - child.spawned_at:.0f}s"
-            log.warning("item %d: %s (%s)", lease.item_id, error, lease.path)
+            log.debug("item %d: %s (%s)", lease.item_id, error, lease.path)
             self._finished(lease, HandlerOutcome(ok=False, error=error), now - child.head_started)
             self.backlog.extendleft(reversed(child.assigned))
 

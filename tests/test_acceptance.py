@@ -10,6 +10,7 @@ import re
 import select
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -277,3 +278,34 @@ def test_no_color_is_respected_on_a_terminal(tmp_path: Path, docs: Path) -> None
     assert code == 0, monochrome
     assert colour_codes(monochrome) == []
     assert "pending" in monochrome
+
+
+def test_a_postgresql_url_without_the_driver_names_the_install_command() -> None:
+    """Without psycopg, a PostgreSQL URL fails in one line that says what to install."""
+    code = (
+        "import sys; sys.modules['psycopg'] = None; "
+        "sys.argv = ['docq', '--db', 'postgresql+psycopg://nobody@127.0.0.1:1/none', 'stats']; "
+        "from docq.__main__ import main; main()"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 5, result.stderr
+    assert result.stderr == 'docq: error: PostgreSQL support is not installed: pip install "docq[postgres]"\n'
+
+
+def test_a_closed_pipe_is_not_an_error(tmp_path: Path) -> None:
+    """``docq list | head -1`` exits 0, so `set -o pipefail` scripts do not fail."""
+    db = str(tmp_path / "q.db")
+    for n in range(200):
+        (tmp_path / f"{n}.txt").write_text(f"{n}\n")
+    assert run_docq("enqueue", "-r", str(tmp_path), db=db).returncode == 0
+    process = subprocess.Popen(
+        [*docq_command(), "list", "--limit", "200"],
+        env=docq_env(db),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.readline()
+    process.stdout.close()
+    assert process.wait(60) == 0
+    assert process.stderr.read() == b""

@@ -32,6 +32,7 @@ from workload import Processes, open_queue, rows, wait_until
 
 from docq import dashboard
 from docq.config import Settings
+from docq.db import Database
 from docq.leases import AttemptResult, Lease
 from docq.processing import FileFacts, extractor_version
 from docq.queue import DocumentQueueService, Queued
@@ -46,6 +47,8 @@ pytestmark = pytest.mark.usefixtures("plain_environment")
 
 @pytest.fixture
 def cli(db_path: str) -> Cli:
+    """The CLI on a new, empty queue (only enqueue and work create one themselves)."""
+    Database(db_path).close()
     return Cli(db_path)
 
 
@@ -242,6 +245,8 @@ def test_export_csv_has_a_header_and_metadata_columns(cli: Cli, exported: Export
     broken = records[exported.paths["broken.pdf"]]
     assert broken["status"] == "failed"
     assert (broken["title"], broken["pages"], broken["extractor_version"]) == ("", "", "")
+    assert broken["last_error"].startswith("permanent: corrupt: broken.pdf")  # why it failed
+    assert report["last_error"] == ""
     output = tmp_path / "metadata.csv"
     cli.ok("export", "-f", "csv", "--output", str(output))
     assert output.read_text(encoding="utf-8") == text
@@ -895,3 +900,15 @@ def test_bad_input_is_one_line_and_changes_nothing(
     assert_error(cli(*args), code, fragment)
     assert dump(cli.db) == before
     assert not os.path.exists("/nonexistent")
+
+
+def test_export_carries_the_output_of_custom_operations(cli: Cli, tmp_path: Path) -> None:
+    """What a command printed is part of the export, beside its item."""
+    document = tmp_path / "a.txt"
+    document.write_text("three little words\n")
+    cli.ok("enqueue", str(document), "--operation", "count")
+    cli.ok("work", "--operation", "count", "--", "wc", "-w", "{path}")
+    [record] = cli.export()
+    [item] = record["items"]
+    assert item["operation"] == "count" and item["status"] == "completed"
+    assert item["output"]["text"].split()[0] == "3"

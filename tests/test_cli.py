@@ -24,9 +24,11 @@ from typing import Any
 
 import pytest
 from clirunner import BUSY, DATABASE, NOT_FOUND, OK, PARTIAL, USAGE, Cli, describe, runner
+from conftest import PG_URL
 from typer.testing import Result
 
 from docq.cli import app
+from docq.db import Database
 from docq.errors import DatabaseError
 
 # A command for custom operations that always fails (exit code 1: a transient error).
@@ -36,7 +38,15 @@ pytestmark = pytest.mark.usefixtures("plain_environment")
 
 
 @pytest.fixture
+def no_queue(tmp_path: Path) -> Path:
+    """A --db path where no queue exists yet (to check that bad input creates none)."""
+    return tmp_path / "no-queue.db"
+
+
+@pytest.fixture
 def cli(db_path: str) -> Cli:
+    """The CLI on a new, empty queue (only enqueue and work create one themselves)."""
+    Database(db_path).close()
     return Cli(db_path)
 
 
@@ -357,14 +367,14 @@ def test_enqueue_skips_unchanged_after_work_force_and_changes_queue_again(
     assert cli.json("stats")["pending"] == 1
 
 
-def test_enqueue_without_arguments_is_a_usage_error(cli: Cli, db_path: str) -> None:
-    assert_error(cli("enqueue"), USAGE, "nothing to enqueue")
-    assert not Path(db_path).exists()
+def test_enqueue_without_arguments_is_a_usage_error(no_queue: Path) -> None:
+    assert_error(Cli(str(no_queue))("enqueue"), USAGE, "nothing to enqueue")
+    assert not no_queue.exists()
 
 
-def test_enqueue_null_needs_from(cli: Cli, make_file: Callable[..., Path], db_path: str) -> None:
-    assert_error(cli("enqueue", "-0", str(make_file("a.txt"))), USAGE, "--from")
-    assert not Path(db_path).exists()
+def test_enqueue_null_needs_from(no_queue: Path, make_file: Callable[..., Path]) -> None:
+    assert_error(Cli(str(no_queue))("enqueue", "-0", str(make_file("a.txt"))), USAGE, "--from")
+    assert not no_queue.exists()
 
 
 def test_enqueue_from_a_missing_list_is_a_usage_error(cli: Cli, tmp_path: Path) -> None:
@@ -732,9 +742,9 @@ def test_reprocess_unknown_document_is_not_found_and_queues_nothing(
     assert cli.snapshot() == before
 
 
-def test_reprocess_without_documents_is_a_usage_error(cli: Cli, db_path: str) -> None:
-    assert_error(cli("reprocess"), USAGE)
-    assert not Path(db_path).exists()
+def test_reprocess_without_documents_is_a_usage_error(no_queue: Path) -> None:
+    assert_error(Cli(str(no_queue))("reprocess"), USAGE)
+    assert not no_queue.exists()
 
 
 # --- list ------------------------------------------------------------------------------------
@@ -825,10 +835,10 @@ def test_list_of_an_empty_queue(cli: Cli) -> None:
     assert cli.ok("list").stdout.strip() == "No matching items."
 
 
-def test_list_unknown_status_is_a_usage_error(cli: Cli, db_path: str) -> None:
-    assert_error(cli("list", "--status", "done"), USAGE, "done")
-    assert_error(cli("list", "--status", "pending,done"), USAGE, "done")
-    assert not Path(db_path).exists()
+def test_list_unknown_status_is_a_usage_error(no_queue: Path) -> None:
+    assert_error(Cli(str(no_queue))("list", "--status", "done"), USAGE, "done")
+    assert_error(Cli(str(no_queue))("list", "--status", "pending,done"), USAGE, "done")
+    assert not no_queue.exists()
 
 
 # --- retry -----------------------------------------------------------------------------------
@@ -1157,3 +1167,33 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     assert isinstance(result.exception, DatabaseError), describe(result)
     assert result.exc_info is not None and result.exc_info[2] is not None
     assert_error(runner.invoke(app, ["--db", target, "stats"]), DATABASE)
+
+
+def test_commands_that_read_never_create_a_queue(tmp_path: Path) -> None:
+    """A mistyped --db is an error, not a new empty database; enqueue creates the queue."""
+    db = tmp_path / "typo.db"
+    for args in (["stats"], ["list"], ["show", "1"], ["export"], ["workers"], ["retry", "--all-failed"]):
+        result = runner.invoke(app, ["--db", str(db), *args])
+        assert_error(result, DATABASE, "no docq queue", "docq enqueue")
+        assert not db.exists(), args
+    document = tmp_path / "a.txt"
+    document.write_text("a\n")
+    assert runner.invoke(app, ["--db", str(db), "enqueue", str(document)]).exit_code == OK
+    assert db.exists()
+
+
+def test_a_retry_max_delay_shorter_than_the_delay_is_refused(cli: Cli) -> None:
+    result = cli("work", "--retry-delay", "10s", "--retry-max-delay", "1s")
+    assert_error(result, USAGE, "retry max delay")
+
+
+def test_a_postgresql_database_that_does_not_exist_fails_at_once(tmp_path: Path) -> None:
+    """A wrong database name is not a server that is restarting: no waiting out the lock
+    budget, just the server's reason."""
+    base = os.environ.get("DOCQ_TEST_PG_URL") or PG_URL
+    if not base:
+        pytest.skip("DOCQ_TEST_PG_URL is not set: PostgreSQL tests need a server (see .ci/run)")
+    url = base.rsplit("/", 1)[0] + "/docq_no_such_database"
+    result = runner.invoke(app, ["--db", url, "--lock-timeout", "10m", "stats"])
+    line = assert_error(result, DATABASE, "does not exist")
+    assert "cannot reach" not in line

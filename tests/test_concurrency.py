@@ -206,7 +206,7 @@ def assert_busy(result: subprocess.CompletedProcess[str]) -> None:
 def test_writes_past_the_lock_budget_exit_6_and_change_nothing(
     db_path: str, procs: Processes, tmp_path: Path
 ) -> None:
-    assert run_docq("stats", db=db_path).returncode == 0  # the queue exists
+    open_queue(db_path).close()  # the queue exists
     document = tmp_path / "f.txt"
     document.write_text("hello\n")
     holder = hold_write_lock(procs, db_path, seconds=120)

@@ -76,8 +76,9 @@ def no_children_left(procs: Processes) -> None:
 def test_kill_9_mid_item_recovers_after_the_lease(
     db_target: str, any_service: DocumentQueueService, procs: Processes, tmp_path: Path
 ) -> None:
-    """The worker's whole process group dies while its child runs ``slow.txt``; it had also
-    claimed ``b.txt`` and ``c.txt``, queued behind. All three come back after the lease."""
+    """The worker's whole process group dies while its child runs ``slow.txt``, with the
+    next item claimed and queued behind it. Both come back after the lease; the item it
+    had not claimed is simply taken."""
     ids = add_files(any_service, tmp_path / "docs", ["slow.txt", "b.txt", "c.txt"], operation="slow")
     first = procs.worker(db_target, *SLOW, *LEASE, DOCQ_TEST_LABEL="first", DOCQ_TEST_SLOW="30")
     child = handler_started(procs, "first", watch=first)
@@ -87,19 +88,22 @@ def test_kill_9_mid_item_recovers_after_the_lease(
     first.wait(10)
     wait_until(lambda: not alive(child), 10, "the dead worker's child to die")
     no_children_left(procs)
-    held = [item(any_service, item_id) for item_id in ids.values()]
-    assert {row["status"] for row in held} == {"in_progress"}
-    expiry = max(row["lease_expires_at"] for row in held)  # final: nobody renews them any more
+    rows = {name: item(any_service, item_id) for name, item_id in ids.items()}
+    held = {name for name, row in rows.items() if row["status"] == "in_progress"}
+    assert held == {"slow.txt", "b.txt"}, rows  # the running item and the one queued behind it
+    assert rows["c.txt"]["status"] == "pending"
+    expiry = max(rows[name]["lease_expires_at"] for name in held)  # final: nobody renews them any more
 
     second = procs.worker(db_target, *SLOW, *TAKE_OVER, DOCQ_TEST_LABEL="second", DOCQ_TEST_SLOW="0")
     wait_until(lambda: counts(any_service) == only(completed=3), 60, "the take-over", watch=[second])
 
-    for item_id in ids.values():
-        attempts = history(any_service, item_id)
+    for name in held:
+        attempts = history(any_service, ids[name])
         assert [a["outcome"] for a in attempts] == ["abandoned", "completed"]
         assert owned_by(attempts[0], first) and owned_by(attempts[1], second)
         assert attempts[1]["started_at"] >= expiry, "taken over before the lease expired"
-        assert item(any_service, item_id)["attempts"] == 2  # the lost attempt counts
+        assert item(any_service, ids[name])["attempts"] == 2  # the lost attempt counts
+    assert [a["outcome"] for a in history(any_service, ids["c.txt"])] == ["completed"]
     ran = [(who, Path(path).name) for who, path, _pid in procs.ledger()]
     assert sorted(ran) == [
         ("first", "slow.txt"),

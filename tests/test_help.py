@@ -67,7 +67,10 @@ def test_rendered_help_shows_summary_and_examples(name: str) -> None:
     result = runner.invoke(app, [name, "--help"])
     summary = " ".join(command(name).help.strip().splitlines()[0].split())  # type: ignore[attr-defined]
     assert summary in " ".join(result.stdout.split())
-    assert examples(result.stdout), result.stdout
+    found = examples(result.stdout)
+    assert found, result.stdout
+    # one example a line: help that runs them together ("docq a docq b") reads as one command
+    assert all(line.count("docq ") == 1 for line in found), found
 
 
 @pytest.mark.parametrize("name", COMMANDS)

@@ -339,6 +339,7 @@ def test_exit_codes_complete_retry_or_fail(
         "cancelled": 0,
         "discarded": 0,
         "released": 0,
+        "items": 5,  # ten attempts at five items
     }
 
     # Exit 0: stdout is the result, the stderr tail the note.
@@ -778,14 +779,16 @@ def test_sigterm_lets_the_running_command_finish_and_gives_the_rest_back(
     wait_for_pids(piddir, ids["first.txt"], worker, suffix="pid")
     worker.send(signal.SIGTERM)
     summary = finished(worker, timeout=30)
-    assert (summary["completed"], summary["released"], summary["failed"]) == (1, 2, 0)
+    # The worker claims one item ahead of the running one (so one or two may be given back).
+    assert (summary["completed"], summary["failed"]) == (1, 0)
+    assert summary["released"] in (1, 2), summary
 
     first = show_item(db_path, ids["first.txt"])
     assert (first["status"], first["attempts"], first["output"]["text"]) == ("completed", 1, "slept 1\n")
     for name in ("second.txt", "third.txt"):
         row = item(service, ids[name])
         assert (row["status"], row["attempts"]) == ("pending", 0), name
-        assert outcomes(service, ids[name]) == ["released"], name
+        assert outcomes(service, ids[name]) in ([], ["released"]), name  # given back, or never claimed
         assert pids_of(piddir, ids[name], suffix="pid") == [], f"{name} was started"
 
 
@@ -809,3 +812,61 @@ def test_a_command_still_running_when_grace_ends_is_killed_and_given_back(
     row = item(service, item_id)
     assert (row["status"], row["attempts"]) == ("pending", 0)
     assert outcomes(service, item_id) == ["released"]
+
+
+def test_concurrency_runs_items_side_by_side(db_path: str, tmp_path: Path) -> None:
+    """``--concurrency 4`` over four slow items runs all four at once: each command
+    records when it ran, and the four intervals overlap."""
+    docs = write_docs(tmp_path / "docs", {f"{n}.txt": str(n) for n in range(4)})
+    enqueue_json(db_path, "--operation", "nap", *map(str, docs.values()))
+    ledger = tmp_path / "intervals"
+    record = (
+        "import sys, time; start = time.time(); time.sleep(1.5); "
+        "open(sys.argv[1], 'a').write('%f %f\\n' % (start, time.time()))"
+    )
+    result = run_docq(
+        "work",
+        "--operation",
+        "nap",
+        "--concurrency",
+        "4",
+        "--json",
+        "--",
+        sys.executable,
+        "-c",
+        record,
+        str(ledger),
+        db=db_path,
+    )
+    assert result.returncode == 0, result.stderr
+    intervals = [tuple(map(float, line.split())) for line in ledger.read_text().splitlines()]
+    assert len(intervals) == 4
+    assert max(start for start, _end in intervals) < min(end for _start, end in intervals), intervals
+
+
+def test_commands_are_not_memory_capped_unless_asked(db_path: str, tmp_path: Path) -> None:
+    """A command may need more than the built-in extraction's 1 GiB cap; --memory-limit
+    caps it when given."""
+    docs = write_docs(tmp_path / "docs", {"big.txt": "x"})
+    enqueue_json(db_path, "--operation", "big", str(docs["big.txt"]))
+    allocate = [sys.executable, "-c", "x = bytearray(1536 * 1024 * 1024); print(len(x))"]
+    uncapped = run_docq("work", "--operation", "big", "--json", "--", *allocate, db=db_path)
+    assert uncapped.returncode == 0, uncapped.stderr
+    assert json.loads(uncapped.stdout)["completed"] == 1
+
+    run_docq("reprocess", str(docs["big.txt"]), "--operation", "big", db=db_path)
+    capped = run_docq(
+        "work",
+        "--operation",
+        "big",
+        "--memory-limit",
+        "512M",
+        "--max-attempts",
+        "1",
+        "--json",
+        "--",
+        *allocate,
+        db=db_path,
+    )
+    assert capped.returncode == 3, capped.stderr
+    assert "MemoryError" in json.dumps(run_docq("list", "--json", db=db_path).stdout)

@@ -461,3 +461,11 @@ def _rc4(key: bytes, data: bytes) -> bytes:
         state[i], state[j] = state[j], state[i]
         out.append(byte ^ state[(state[i] + state[j]) % 256])
     return bytes(out)
+
+
+def test_a_text_that_mentions_the_pdf_header_is_text(tmp_path: Path) -> None:
+    """Only ``%PDF-`` at the start of a line makes a PDF; a sentence about it does not."""
+    notes = tmp_path / "pdf-notes.md"
+    notes.write_text("# PDF notes\n\nEvery PDF starts with %PDF-1.7 and ends with %%EOF.\n", encoding="utf-8")
+    assert inspect_file(str(notes)).mime_type == "text/markdown"
+    assert "%PDF-1.7" in extract(str(notes)).text

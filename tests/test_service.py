@@ -582,19 +582,17 @@ def test_mark_completed_stores_the_extraction(service: DocumentQueueService, roo
     assert history(service, queued.item_id) == [(1, "completed")]
 
 
-def test_mark_completed_without_metadata_stores_the_output(service: DocumentQueueService, root: Path) -> None:
-    queued = add(service, root / "a.pdf", operation="ocr")
-    [queue_item] = service.get_pending_items(operation="ocr")
+def test_mark_completed_without_metadata_stores_the_text_on_the_document(
+    service: DocumentQueueService, root: Path
+) -> None:
+    queued = add(service, root / "a.pdf")
+    [queue_item] = service.get_pending_items()
     assert service.mark_in_progress(queue_item)
 
-    assert service.mark_completed(queue_item, text="command output") is True
+    assert service.mark_completed(queue_item, text="the extracted text") is True
 
-    output = service.db.read(
-        lambda tx: tx.one("SELECT text FROM item_outputs WHERE item_id = :id", {"id": queued.item_id})
-    )
-    assert output[0] == "command output"
-    assert document(service, queued.document_id)["status"] == "processed"
-    assert document(service, queued.document_id)["text"] is None
+    stored = document(service, queued.document_id)
+    assert (stored["status"], stored["text"]) == ("processed", "the extracted text")
 
 
 def test_mark_failed_with_attempts_left_waits_for_a_retry(make_queue: MakeQueue, root: Path) -> None:

@@ -83,6 +83,18 @@ _MARKDOWN_EXTENSIONS = (".md", ".markdown")
 _LEADING_MARKUP = re.compile(r"\s*(?:<\?xml[^>]*>|<!--.*?-->)", re.DOTALL)
 
 
+def _pdf_header(head: bytes) -> bool:
+    """Whether ``head`` starts a PDF: ``%PDF-`` at the start of a line within the first
+    1 KiB (readers accept some junk before it, such as a mail header or a BOM). A text
+    that merely mentions ``%PDF-`` in a sentence is not a PDF."""
+    position = head.find(b"%PDF-", 0, 1024)
+    while position != -1:
+        if position == 0 or head[position - 1 : position] in (b"\n", b"\r"):
+            return True
+        position = head.find(b"%PDF-", position + 1, 1024)
+    return False
+
+
 def detect_type(head: bytes, path: str) -> str:
     """The MIME type of the file at ``path`` whose first bytes are ``head``.
 
@@ -96,7 +108,7 @@ def detect_type(head: bytes, path: str) -> str:
     for bom, encoding in BOMS:
         if head.startswith(bom):
             return _text_type(head[:_SAMPLE].decode(encoding, errors="replace"), extension)
-    if b"%PDF-" in head[:1024]:
+    if _pdf_header(head):
         return PDF
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return _zip_type(path, extension)
