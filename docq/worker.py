@@ -35,6 +35,7 @@ FLUSH_SIZE = 256  # record results in groups of at most this many...
 FLUSH_DELAY = 0.05  # ...and never hold a result longer than this (seconds)
 CHUNK_TARGET = 0.02  # hand a child about this many seconds of work at a time
 MAX_CHUNK = 64
+SLOW_ITEM = 0.5  # seconds: items this slow are not claimed further ahead than needed
 DEFAULT_MEMORY_LIMIT = 1 * GiB
 
 
@@ -244,9 +245,11 @@ class Worker:
         want = self.settings.concurrency * self.chunk
         if len(self.backlog) >= want:
             return 0
-        # Each child runs a chunk with at most one more queued behind it, so it never waits
-        # for the worker; nothing more is held, so other workers find work too.
-        room = 2 * want - len(self.backlog) - self._running()
+        # Each child runs a chunk with one more queued behind it, so it never waits for
+        # the worker. Quick items keep one chunk more in hand, to ride out a slow commit;
+        # slow ones do not, so that other workers (other hosts) find them waiting.
+        quick = self.mean_seconds is not None and self.mean_seconds < SLOW_ITEM
+        room = (3 if quick else 2) * want - len(self.backlog) - self._running()
         if self.options.max_items is not None:
             room = min(room, self.options.max_items - self.claimed_total)
         return max(room, 0)
