@@ -22,7 +22,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,24 +69,9 @@ def workdir(tmp_path: Path) -> Path:
 
 
 def start_worker(procs: Processes, db: str, cwd: Path, *args: str) -> WorkerProcess:
-    """Start ``docq work ARGS`` on ``db`` in ``cwd``, in a session of its own, registered
-    with ``procs`` so that it is killed (with its children) when the test ends."""
-    n = len(procs.started)
-    out, err = procs.directory / f"{n}.out", procs.directory / f"{n}.err"
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        started = time.time()
-        process = subprocess.Popen(
-            [*docq_command(), "work", *args],
-            env=procs.env(db),
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=stderr,
-            start_new_session=True,
-        )
-    worker = WorkerProcess(process, out, err, started)
-    procs.started.append(worker)
-    return worker
+    """Start ``docq work ARGS`` on ``db`` in ``cwd``, killed (with its children) when the
+    test ends."""
+    return procs.spawn([*docq_command(), "work", *args], procs.env(db), cwd=cwd)
 
 
 def finished(worker: WorkerProcess, code: int = 0, timeout: float = 60) -> dict[str, int]:

@@ -190,8 +190,8 @@ class Processes:
 
         return self.spawn([*docq_command(), "work", *args], self.env(db, **env))
 
-    def spawn(self, argv: Sequence[str], env: dict[str, str]) -> WorkerProcess:
-        """Start ``argv`` in a session of its own, its output going to files."""
+    def spawn(self, argv: Sequence[str], env: dict[str, str], cwd: Path | None = None) -> WorkerProcess:
+        """Start ``argv`` (in ``cwd``) in a session of its own, its output going to files."""
         n = len(self.started)
         out, err = self.directory / f"{n}.out", self.directory / f"{n}.err"
         with out.open("wb") as stdout, err.open("wb") as stderr:
@@ -199,6 +199,7 @@ class Processes:
             process = subprocess.Popen(
                 list(argv),
                 env=env,
+                cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=stdout,
                 stderr=stderr,
