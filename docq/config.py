@@ -119,6 +119,18 @@ def parse_size(text: str) -> int:
     return int(float(number) * _SIZE_UNITS[unit.lower()])
 
 
+def iso(timestamp: float | None, *, precise: bool = True) -> str | None:
+    """A Unix time as ISO 8601 in UTC (``2026-11-28T21:17:48.123Z``); None stays None."""
+    if timestamp is None:
+        return None
+    from datetime import UTC, datetime
+
+    moment = datetime.fromtimestamp(float(timestamp), UTC)
+    if precise:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def format_duration(seconds: float) -> str:
     """A short human form of a duration: ``850ms``, ``42s``, ``3m 20s``, ``2h 5m``, ``3d 4h``."""
     if seconds < 0:

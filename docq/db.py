@@ -1,21 +1,15 @@
-"""The one gateway to the database: connections, transactions and the lock budget.
+"""The one route to the database: where the queue lives, its connection, transactions,
+the lock budget and the error translation.
 
-This is the only module that knows which backend is in use. SQLite (the default, a file)
-and PostgreSQL (a ``postgresql+psycopg://`` URL, for workers on several hosts) get the
-same schema and the same SQL, written with ``:name`` parameters; the few statements that
-must differ (the claim, the counts) are chosen here.
+Every read and write in docq goes through a `Database`: `Database.write` and
+`Database.read` run named SQL in one transaction through a `Tx`; `Database.session` runs
+SQLModel queries. All three retry lock contention and lost connections with jittered
+backoff within one budget (``lock_timeout``), after which `DatabaseBusy` (exit 6) says so
+and nothing was changed; and all three turn a driver's error about the database (corrupt,
+read-only, not docq's) into one line (`DatabaseError`, exit 5).
 
-SQLite rules that the whole of docq relies on:
-
-* WAL journal, so readers never block the writer and the writer never blocks readers;
-* every write transaction starts with ``BEGIN IMMEDIATE``: a deferred transaction that
-  reads and then writes fails with "database is locked" whatever busy_timeout says;
-* ``synchronous=FULL`` unless the user opts into ``normal``;
-* ``SQLITE_BUSY`` is retried with jittered backoff inside one total budget
-  (``lock_timeout``); past it `DatabaseBusy` (exit 6) says so and nothing was changed.
-
-On PostgreSQL, ``:now`` in SQL means the server's clock (``now()``), so that a worker
-whose clock is wrong can neither steal leases nor run items early.
+Which backend a target uses is decided here, once; what differs between backends lives
+in `docq.backends`.
 """
 
 from __future__ import annotations
@@ -23,41 +17,44 @@ from __future__ import annotations
 import os
 import random
 import re
-import socket
-import sqlite3
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar, Union
 
+from docq.backends import Backend, BackendName, Tx, backend_for
 from docq.config import Settings, default_database_path
-from docq.errors import DatabaseBusy, DatabaseError, DatabaseUnreachable
+from docq.errors import DatabaseBusy, DatabaseError, DatabaseUnreachable, DocqError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
+    from sqlmodel import Session
 
 T = TypeVar("T")
-Params = Mapping[str, Any] | Sequence[Any]
-Backend = Literal["sqlite", "postgresql"]
-
-POSTGRES_INSTALL_HINT = 'PostgreSQL support is not installed: pip install "docq[postgres]"'
 
 
 @dataclass(frozen=True)
 class Target:
-    """Where the queue lives: a SQLite file (``path``) or a PostgreSQL URL (``url``)."""
+    """Where the queue lives: a SQLite file (``path``), a PostgreSQL URL (``url``), or a
+    library caller's SQLAlchemy ``engine`` (with its URL, for display and listening)."""
 
-    backend: Backend
+    backend: BackendName
     path: str | None = None
     url: str | None = None
+    engine: Any = field(default=None, compare=False)
 
     @property
     def display(self) -> str:
         """The target as shown to users (a PostgreSQL password is masked)."""
         if self.path is not None:
             return self.path
+        if self.engine is not None and self.backend == "sqlite":
+            return (
+                f"{self.url} (in memory)"
+                if self.url in ("sqlite://", "sqlite+pysqlite://")
+                else str(self.url)
+            )
         return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", self.url or "")
 
 
@@ -83,68 +80,37 @@ def resolve_target(target: str | os.PathLike[str] | None) -> Target:
     return Target("sqlite", path=os.path.realpath(os.path.expanduser(text)))
 
 
-DatabaseLike = Union["Database", str, "os.PathLike[str]", Any]
-"""A `Database`, a ``--db`` target, or a SQLAlchemy Engine or Session on a docq database."""
+def engine_target(engine: Engine) -> Target:
+    """The target of a library caller's SQLAlchemy engine: exactly that database (an
+    in-memory SQLite engine gives an in-memory queue, through the engine's own pool)."""
+    url = engine.url
+    name = url.get_backend_name()
+    if name not in ("sqlite", "postgresql"):
+        raise DatabaseError(f"unsupported engine {url.render_as_string()}: docq runs on SQLite or PostgreSQL")
+    backend: BackendName = "sqlite" if name == "sqlite" else "postgresql"
+    database = url.database
+    if backend == "sqlite" and database and database != ":memory:" and not database.startswith("file:"):
+        # A file: docq opens it itself, as it would from --db, with its own settings.
+        return Target("sqlite", path=os.path.realpath(database))
+    return Target(backend, url=url.render_as_string(hide_password=False), engine=engine)
 
 
-class Tx:
-    """A cursor inside one transaction, taking SQL with ``:name`` parameters on either backend."""
-
-    __slots__ = ("backend", "cursor")
-
-    def __init__(self, cursor: Any, backend: Backend) -> None:
-        self.cursor = cursor
-        self.backend = backend
-
-    def execute(self, sql: str, params: Params = ()) -> Any:
-        """Run one statement; returns the cursor (iterate it, or fetchone/fetchall)."""
-        if self.backend == "postgresql":
-            sql = _pg_sql(sql)
-        self.cursor.execute(sql, params)
-        return self.cursor
-
-    def executemany(self, sql: str, rows: Iterable[Params]) -> None:
-        """Run one statement once per parameter set."""
-        if self.backend == "postgresql":
-            sql = _pg_sql(sql)
-        self.cursor.executemany(sql, rows)
-
-    def all(self, sql: str, params: Params = ()) -> list[Any]:
-        """All rows, as tuples."""
-        return list(self.execute(sql, params).fetchall())
-
-    def one(self, sql: str, params: Params = ()) -> Any:
-        """The first row, or None."""
-        return self.execute(sql, params).fetchone()
-
-    def scalar(self, sql: str, params: Params = ()) -> Any:
-        """The first column of the first row, or None."""
-        row = self.execute(sql, params).fetchone()
-        return None if row is None else row[0]
-
-    def dicts(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
-        """All rows, as dicts keyed by column name."""
-        cursor = self.execute(sql, params)
-        names = [column[0] for column in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
-@lru_cache(maxsize=512)
-def _pg_sql(sql: str) -> str:
-    """Translate docq's SQL to psycopg: ``:name`` to ``%(name)s``, ``:now`` to the server clock."""
-    sql = sql.replace("%", "%%")
-    sql = re.sub(r"(?<![:\w]):now\b", "(EXTRACT(EPOCH FROM now())::float8)", sql)
-    return re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", sql)
+DatabaseLike = Union["Database", str, "os.PathLike[str]", "Engine", "Session", None]
+"""A `Database`, a ``--db`` target (None: the default queue), or a SQLAlchemy Engine or
+Session on a docq database."""
 
 
 class Database:
     """One connection to the queue's database, and transactions on it with the lock budget.
 
     Not shared between threads or processes: each worker, command or thread opens its own.
-    Opening checks that the file is a docq database of a schema this docq knows, creating
-    the schema in a new or empty database; with ``create=False`` (commands that only read
-    or change existing items) a missing queue is an error instead, so a mistyped ``--db``
-    never leaves an empty database behind.
+    Opening checks that the database is a docq queue of a schema this docq knows: a new or
+    empty database gets the schema (unless ``create`` is False: then a missing queue is an
+    error, so a mistyped ``--db`` never leaves an empty database behind); an older schema
+    is upgraded in place (unless ``upgrade`` is False: then it is `OutdatedSchema`);
+    ``upgraded_from`` then says from which version. A newer schema is refused untouched.
+
+    ``clock`` gives the time as Unix seconds on SQLite (`Tx.now`); PostgreSQL uses its own.
     """
 
     def __init__(
@@ -153,13 +119,19 @@ class Database:
         settings: Settings | None = None,
         *,
         create: bool = True,
+        upgrade: bool = True,
+        clock: Callable[[], float] = time.time,
     ):
         self.settings = settings or Settings()
         self.create = create
+        self.upgrade = upgrade
+        self.clock = clock
         self.target = target if isinstance(target, Target) else resolve_target(target)
-        self.backend: Backend = self.target.backend
+        self.backend: Backend = backend_for(self.target.backend)
+        self.upgraded_from: int | None = None
         self._conn: Any = None
-        self._engine: Engine | None = None
+        self._lent: Any = None  # the pool checkout behind a connection lent by an engine
+        self._orm: Engine | None = None
         self.connection()  # fail now, with one clear line, if the database is unusable
 
     # --- connections -------------------------------------------------------------
@@ -167,28 +139,23 @@ class Database:
     def connection(self) -> Any:
         """The open DB-API connection (sqlite3 or psycopg), opening it if needed."""
         if self._conn is None:
-            conn = self._with_budget(self._open, what="open")
-            self._conn = conn
+            self._conn = self._with_budget(self._open, what="open")
         return self._conn
 
     def connect_raw(self) -> Any:
         """A new DB-API connection with docq's settings, for callers that need their own
-        (the SQLAlchemy engine's pool; the LISTEN connection). The schema must exist."""
-        if self.backend == "sqlite":
-            return self._sqlite_connect()
-        return self._pg_connect()
+        (the LISTEN connection; the ORM's). The schema must exist."""
+        if self.target.engine is not None:
+            raise DatabaseError(f"{self.target.display}: a caller's engine lends docq one connection only")
+        return self.backend.connect(self.target, self.settings)
 
     def close(self) -> None:
-        """Close the connection (and the engine, if one was made). Safe to call twice."""
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            try:
-                conn.close()
-            except Exception:  # closing a broken connection may raise; it is gone either way
-                pass
-        if self._engine is not None:
-            self._engine.dispose()
-            self._engine = None
+        """Close the connection (and the ORM's engine, if one was made). Safe to call twice."""
+        self._drop_connection()
+        if self._orm is not None:
+            if self.target.engine is None:
+                self._orm.dispose()
+            self._orm = None
 
     def __enter__(self) -> Database:
         return self
@@ -196,91 +163,54 @@ class Database:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def engine(self) -> Engine:
-        """A SQLAlchemy engine on the same database with the same connection settings,
-        for the ORM's read queries (admin listings). Built on first use."""
-        if self._engine is None:
-            from sqlalchemy import create_engine
-            from sqlalchemy.pool import NullPool
-
-            url = "sqlite://" if self.backend == "sqlite" else "postgresql+psycopg://"
-            self._engine = create_engine(url, creator=self.connect_raw, poolclass=NullPool)
-        return self._engine
-
-    def vacuum(self) -> None:
-        """Return free pages to the file system (after a purge) and trim the WAL file."""
-        conn = self.connection()
-        if self.backend == "sqlite":
-            # Python's sqlite3 steps a statement without result rows once, and each step
-            # of incremental_vacuum frees one page: repeat until the free list is empty.
-            def free_pages(tx: Tx) -> None:
-                while tx.scalar("PRAGMA freelist_count"):
-                    tx.execute("PRAGMA incremental_vacuum")
-
-            self.write(free_pages)
-            self._with_budget(
-                lambda: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall(), what="vacuum"
-            )
-            return
-        conn.commit()
-        conn.autocommit = True
-        try:
-            for table in ("attempts", "item_outputs", "queue_items", "documents"):
-                conn.execute(f"VACUUM (ANALYZE) {table}")
-        finally:
-            conn.autocommit = False
-
-    # --- enqueue announcements (PostgreSQL LISTEN/NOTIFY) ---------------------------
-
-    def announce(self, tx: Tx, lane: str) -> None:
-        """Tell idle workers that items of ``lane`` were queued (delivered at commit).
-        PostgreSQL only; SQLite workers poll."""
-        if self.backend == "postgresql":
-            tx.execute("SELECT pg_notify(:channel, :lane)", {"channel": NOTIFY_CHANNEL, "lane": lane})
-
-    def listener(self) -> Listener | None:
-        """On PostgreSQL, a connection listening for `announce`; None on SQLite."""
-        return Listener(self) if self.backend == "postgresql" else None
-
     def _open(self) -> Any:
         from docq import schema
 
-        if not self.create and self.target.path is not None and not os.path.exists(self.target.path):
-            raise DatabaseError(f"no docq queue at {self.target.path} yet: `docq enqueue` creates it")
-        conn = self._sqlite_connect() if self.backend == "sqlite" else self._pg_connect()
-        try:
-            schema.ensure(conn, self.backend, self.target.display, create=self.create)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def _sqlite_connect(self) -> sqlite3.Connection:
         path = self.target.path
-        assert path is not None
-        _create_private_file(path)
-        busy_seconds = min(self.settings.lock_timeout, 1.0)
+        if not self.create and path is not None and not os.path.exists(path):
+            raise DatabaseError(f"no docq queue at {path} yet: `docq enqueue` creates it")
+        conn = self._new_connection()
         try:
-            conn = sqlite3.connect(path, timeout=busy_seconds, isolation_level=None, cached_statements=256)
-        except sqlite3.Error as exc:
-            raise DatabaseError(f"cannot open {path}: {exc}") from exc
-        try:
-            # FULL: an acknowledged commit survives power loss. NORMAL (opt-in) may lose
-            # the last commits on power loss, never on a process crash.
-            conn.execute(f"PRAGMA synchronous={self.settings.synchronous.upper()}")
-            conn.execute("PRAGMA foreign_keys=ON")
-        except sqlite3.Error:
-            conn.close()
+            self.upgraded_from = schema.ensure(
+                conn,
+                self.backend,
+                self.target.display,
+                create=self.create,
+                upgrade=self.upgrade,
+                clock=self.clock,
+            )
+        except BaseException:
+            self._release(conn)
             raise
         return conn
 
-    def _pg_connect(self) -> Any:
+    def _new_connection(self) -> Any:
+        if self.target.engine is None:
+            return self.backend.connect(self.target, self.settings)
+        lent = self.target.engine.raw_connection()
         try:
-            import psycopg
-        except ImportError as exc:
-            raise DatabaseError(POSTGRES_INSTALL_HINT) from exc
-        url = re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", self.target.url or "")
-        return psycopg.connect(url, connect_timeout=max(2, min(10, int(self.settings.lock_timeout))))
+            self.backend.configure(lent.dbapi_connection, self.settings)
+        except BaseException:
+            lent.close()
+            raise
+        self._lent = lent
+        return lent.dbapi_connection
+
+    def _release(self, conn: Any) -> None:
+        """Close a connection, or hand a lent one back to its engine's pool."""
+        lent, self._lent = self._lent, None
+        try:
+            if lent is not None:
+                lent.close()
+            else:
+                conn.close()
+        except Exception:  # closing a broken connection may raise; it is gone either way
+            pass
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self._release(conn)
 
     # --- transactions ------------------------------------------------------------
 
@@ -297,37 +227,55 @@ class Database:
         """Run ``fn`` in one read transaction (a consistent snapshot), with the same retries."""
         return self._with_budget(lambda: self._run(fn, write=False), what="read")
 
+    def session(self, fn: Callable[[Session], T]) -> T:
+        """Run ``fn`` with a SQLModel `Session` on this database, for ORM reads, with the
+        same lock budget, retries and error translation as `read`. Nothing is committed."""
+        from sqlmodel import Session
+
+        def attempt() -> T:
+            with Session(self._orm_engine()) as session:
+                return fn(session)
+
+        return self._with_budget(attempt, what="read")
+
+    def now(self) -> float:
+        """The queue's clock (see `Tx.now`)."""
+        return float(self.read(lambda tx: tx.now()))
+
     def _run(self, fn: Callable[[Tx], T], *, write: bool) -> T:
-        conn = self.connection()
-        cursor = conn.cursor()
-        if self.backend == "sqlite":
-            cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        try:
-            result = fn(Tx(cursor, self.backend))
-            conn.commit() if self.backend == "postgresql" else cursor.execute("COMMIT")
-        except BaseException:
-            self._rollback(conn)
-            raise
-        finally:
-            cursor.close()
-        return result
+        with self.backend.transaction(self.connection(), self.clock, write=write) as tx:
+            return fn(tx)
 
-    def _rollback(self, conn: Any) -> None:
-        try:
-            if self.backend == "postgresql":
-                conn.rollback()
-            elif conn.in_transaction:
-                conn.execute("ROLLBACK")
-        except Exception:  # the connection may be broken; it is replaced on the next retry
-            self._drop_connection()
+    def _orm_engine(self) -> Engine:
+        if self._orm is None:
+            if self.target.engine is not None:
+                self._orm = self.target.engine
+            else:
+                from sqlalchemy import create_engine
+                from sqlalchemy.pool import NullPool
 
-    def _drop_connection(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception:  # already broken
-                pass
+                url = "sqlite://" if self.target.backend == "sqlite" else "postgresql+psycopg://"
+                self._orm = create_engine(url, creator=self.connect_raw, poolclass=NullPool)
+        assert self._orm is not None
+        return self._orm
+
+    # --- maintenance and announcements ---------------------------------------------
+
+    def vacuum(self) -> None:
+        """Return free pages to the file system (after a purge) and trim the WAL file."""
+        self.backend.vacuum(
+            self.connection(), self.write, lambda call: self._with_budget(call, what="vacuum")
+        )
+
+    def announce(self, tx: Tx, lane: str) -> None:
+        """Tell idle workers that items of ``lane`` were queued (delivered at commit)."""
+        self.backend.announce(tx, lane)
+
+    def listener(self) -> Any:
+        """A connection that wakes idle workers when items are queued, or None (poll)."""
+        return self.backend.listener(self.target, self.settings)
+
+    # --- the lock budget -------------------------------------------------------------
 
     def _with_budget(self, attempt: Callable[[], T], *, what: str) -> T:
         """Call ``attempt`` until it succeeds, retrying lock contention and lost connections
@@ -337,10 +285,16 @@ class Database:
         while True:
             try:
                 return attempt()
-            except Exception as exc:
-                kind = self._classify(exc)
+            except Exception as raised:
+                exc = _driver_error(raised)
+                kind = self.backend.classify(exc, self._conn)
                 if kind is None:
-                    raise _translate(exc, self.target.display) from exc
+                    if isinstance(exc, DocqError):
+                        raise
+                    translated = self.backend.translate(exc, self.target.display)
+                    if translated is None:
+                        raise
+                    raise translated from raised
                 if kind == "disconnected":
                     self._drop_connection()
                 remaining = deadline - time.monotonic()
@@ -350,146 +304,20 @@ class Database:
                             f"database busy: {self.target.display} stayed locked by another process for "
                             f"{self.settings.lock_timeout:g}s (DOCQ_LOCK_TIMEOUT); nothing was changed, "
                             "run the command again"
-                        ) from exc
+                        ) from raised
                     raise DatabaseUnreachable(
                         f"cannot reach {self.target.display} ({what}): {_first_line(exc)}"
-                    ) from exc
+                    ) from raised
                 time.sleep(min(remaining, delay * random.uniform(0.5, 1.5)))
                 delay = min(delay * 2, 0.25 if kind == "busy" else 2.0)
 
-    def _classify(self, exc: BaseException) -> Literal["busy", "disconnected"] | None:
-        if isinstance(exc, sqlite3.OperationalError):
-            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
-            if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in str(exc):
-                return "busy"
-            return None
-        psycopg = sys.modules.get("psycopg")  # not imported: not a psycopg error either
-        if self.backend == "postgresql" and psycopg is not None:
-            if isinstance(exc, psycopg.errors.SerializationFailure | psycopg.errors.DeadlockDetected):
-                return "busy"
-            if isinstance(exc, psycopg.errors.LockNotAvailable):
-                return "busy"
-            if isinstance(exc, psycopg.errors.UniqueViolation):
-                # A concurrent transaction queued the same document first: run ours again,
-                # and its "already queued" check now sees the other's item.
-                return "busy"
-            if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
-                # Class 08 and 57P01-57P03: the server closed the connection, is shutting
-                # down or starting. Without a SQLSTATE, libpq's own words tell a lost or
-                # refused connection (worth waiting for) from a wrong password or database.
-                state = getattr(exc, "sqlstate", None)
-                if state is not None:
-                    return "disconnected" if state.startswith("08") or state in _SERVER_GOING else None
-                message = str(exc).lower()
-                if any(sign in message for sign in _CONNECTION_LOST):
-                    return "disconnected"
-                conn = self._conn
-                if isinstance(exc, psycopg.InterfaceError) or (conn is not None and conn.closed):
-                    return "disconnected"
-        return None
 
-
-_SERVER_GOING = ("57P01", "57P02", "57P03")
-_CONNECTION_LOST = (
-    "connection refused",
-    "could not connect",
-    "server closed the connection",
-    "connection reset",
-    "connection timed out",
-    "timeout expired",
-    "no route to host",
-    "network is unreachable",
-    "the database system is starting up",
-    "the database system is shutting down",
-    "the database system is in recovery mode",
-    "terminating connection",
-    "consuming input failed",
-    "the connection is lost",
-    "the connection is closed",
-)
-
-NOTIFY_CHANNEL = "docq_queue"
-
-
-class Listener:
-    """A PostgreSQL connection that LISTENs for enqueue announcements.
-
-    Readable (``fileno()``) when an announcement may have arrived; `drain` says whether
-    one did. If the connection drops, it reconnects on the next `drain`; meanwhile the
-    worker still polls, so nothing waits longer than the poll interval.
-    """
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
-        self._conn: Any = None
-        self._idle = socket.socketpair()  # stands in, never readable, while disconnected
-        self._retry_at = 0.0
-        self._connect()
-
-    @property
-    def connected(self) -> bool:
-        """Whether announcements can arrive now."""
-        return self._conn is not None and not self._conn.closed
-
-    def _connect(self) -> None:
-        import psycopg
-
-        if time.monotonic() < self._retry_at:
-            return
-        self._retry_at = time.monotonic() + 5.0
-        try:
-            conn = self._db.connect_raw()
-            conn.autocommit = True
-            conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-        except psycopg.Error:
-            self._conn = None
-            return
-        self._conn = conn
-
-    def fileno(self) -> int:
-        """The connection's socket, for ``multiprocessing.connection.wait``."""
-        if not self.connected:
-            return self._idle[0].fileno()
-        return int(self._conn.fileno())
-
-    def drain(self) -> bool:
-        """Consume pending announcements; True if there was at least one. While
-        disconnected, try to reconnect (every few seconds)."""
-        import psycopg
-
-        if not self.connected:
-            self._connect()
-            return self.connected  # reconnected: something may have been missed
-        try:
-            return bool(list(self._conn.notifies(timeout=0)))
-        except psycopg.Error:
-            self._conn = None
-            return True
-
-    def close(self) -> None:
-        """Close the listening connection."""
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-        for end in self._idle:
-            end.close()
-
-
-def _create_private_file(path: str) -> None:
-    """Create the database file with mode 0600 if it does not exist yet (SQLite then gives
-    its -wal and -shm files the same mode). A missing or read-only directory is an error."""
-    if os.path.exists(path):
-        return
-    directory = os.path.dirname(path) or "."
-    if not os.path.isdir(directory):
-        raise DatabaseError(f"cannot create {path}: directory {directory} does not exist")
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    except FileExistsError:
-        return  # another process created it first
-    except OSError as exc:
-        raise DatabaseError(f"cannot create {path}: {exc.strerror}") from exc
-    os.close(fd)
+def _driver_error(exc: BaseException) -> BaseException:
+    """The driver's own error behind a SQLAlchemy wrapper (ORM reads raise those)."""
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    if sa_exc is not None and isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None:
+        return exc.orig  # type: ignore[no-any-return]
+    return exc
 
 
 def _first_line(exc: BaseException) -> str:
@@ -497,41 +325,38 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _translate(exc: Exception, where: str) -> Exception:
-    """Turn a driver error that is about the database (not a bug in docq) into DatabaseError."""
-    if isinstance(exc, DatabaseError | DatabaseBusy):
-        return exc
-    if isinstance(exc, sqlite3.OperationalError | sqlite3.DatabaseError) and not isinstance(
-        exc, sqlite3.ProgrammingError | sqlite3.InterfaceError
-    ):
-        message = _first_line(exc)
-        if "not a database" in message:
-            return DatabaseError(f"{where} is not a docq database (not an SQLite file)")
-        if "malformed" in message:
-            return DatabaseError(f"{where} is corrupt ({message}); see `docq doctor`")
-        if "readonly" in message or "read-only" in message:
-            return DatabaseError(f"{where} is read-only: docq needs to write to it and its directory")
-        if "unable to open" in message:
-            return DatabaseError(f"cannot open {where}: check that it and its directory are writable")
-        return DatabaseError(f"{where}: {message}")
-    psycopg = sys.modules.get("psycopg")  # only a psycopg error if psycopg was imported
-    if psycopg is not None and isinstance(exc, psycopg.Error):
-        # A missing schema or database, a permission, a server-side limit: all about the
-        # database the user pointed at, said in PostgreSQL's own first line.
-        return DatabaseError(f"{where}: {_first_line(exc)}")
-    return exc
-
-
-def open_database(db: DatabaseLike, settings: Settings | None = None) -> Database:
-    """A `Database` for anything a caller may pass as ``db`` (see `DatabaseLike`)."""
+def open_database(
+    db: DatabaseLike,
+    settings: Settings | None = None,
+    *,
+    create: bool = True,
+    clock: Callable[[], float] | None = None,
+) -> Database:
+    """A `Database` for anything a caller may pass as ``db`` (see `DatabaseLike`), on
+    exactly that database: an Engine's or Session's own, never the default queue."""
     if isinstance(db, Database):
+        if clock is not None:
+            db.clock = clock
         return db
-    bind = getattr(db, "bind", None) or getattr(db, "get_bind", lambda: None)()
-    engine = bind if bind is not None else db
-    url = getattr(engine, "url", None)
-    if url is not None:  # a SQLAlchemy Engine or Session: open the same database our way
-        target = (
-            url.database if url.get_backend_name() == "sqlite" else url.render_as_string(hide_password=False)
+    target: Target | str | os.PathLike[str] | None
+    if db is None or isinstance(db, str | os.PathLike):
+        target = db
+    else:
+        target = engine_target(_engine_of(db))
+    return Database(target, settings, create=create, clock=clock or time.time)
+
+
+def _engine_of(db: Any) -> Any:
+    """The Engine behind a SQLAlchemy Engine, Connection or Session."""
+    if hasattr(db, "get_bind"):  # a Session: the engine it is bound to
+        try:
+            db = db.get_bind()
+        except Exception as exc:  # an unbound Session
+            raise DatabaseError(f"the Session is not bound to an engine: {exc}") from None
+    engine = getattr(db, "engine", None)  # a Connection (an Engine's .engine is itself)
+    if engine is None or not hasattr(engine, "raw_connection"):
+        raise DatabaseError(
+            f"cannot open a queue on {type(db).__name__}: "
+            "give a path, a URL, a SQLAlchemy Engine or a Session"
         )
-        return Database(target, settings)
-    return Database(db, settings)
+    return engine

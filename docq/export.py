@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, Any, Literal
 
+from docq.config import iso
 from docq.db import Database
 from docq.errors import UsageError
 from docq.models import Document, ItemOutput, QueueItem
@@ -68,8 +69,6 @@ def export(
     """Write one record per document to ``stream`` (if given) and, with ``text_dir``, one
     ``.txt`` file per processed document. ``where`` narrows the documents to those with
     matching items (without it: every document)."""
-    from docq.render import iso
-
     where = where or ItemFilter(limit=None)
     if text_dir is not None:
         _prepare_dir(text_dir)

@@ -10,54 +10,17 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from docq import queries as q
-from docq.db import Tx
+from docq.backends import Tx
+from docq.items import Lease, Result, Verdict, storable
 from docq.paths import from_db
 from docq.retry import RetryPolicy
-from docq.states import DocumentStatus, Outcome
+from docq.states import DocumentStatus, ItemStatus, Outcome
 
-Verdict = Literal["completed", "retrying", "failed", "cancelled", "released", "discarded"]
-"""What became of a finished attempt. ``discarded``: the lease was lost, the result dropped."""
-
-
-@dataclass(frozen=True)
-class Lease:
-    """An item a worker holds: what to run, on what, and the token that fences its result."""
-
-    item_id: int
-    document_id: int
-    operation: str
-    attempt: int
-    max_attempts: int | None
-    priority: int
-    path: str
-    sha256: str | None
-    token: str
-    worker: str
-    started_at: float
-
-
-@dataclass(frozen=True)
-class AttemptResult:
-    """How one attempt ended, as the worker reports it to `finish`.
-
-    ``ok`` with ``metadata`` stores an extraction (text and metadata on the document);
-    ``ok`` without it stores a command's output (``text`` and ``note``). A failure carries
-    ``error`` and whether it is ``permanent``. ``cancelled`` marks an attempt stopped on request.
-    """
-
-    lease: Lease
-    ok: bool
-    text: str | None = None
-    metadata: dict[str, Any] | None = None
-    note: str | None = None
-    error: str | None = None
-    permanent: bool = False
-    cancelled: bool = False
-    seconds: float | None = None  # how long the processing itself took
+Finished = tuple[Lease, Result]
+"""An attempt a worker finished: the item it held, and how the attempt ended."""
 
 
 def new_worker_id(tag: str) -> str:
@@ -114,8 +77,7 @@ def claim(
         "token": token,
         "now": now,
     }
-    sql = q.CLAIM_SQLITE if tx.backend == "sqlite" else q.CLAIM_POSTGRES
-    rows = tx.all(sql, params)
+    rows = tx.all(q.CLAIM, params)
     if not rows:
         return []
     leases = [
@@ -155,66 +117,59 @@ def renew(tx: Tx, tokens: Iterable[str], *, lease_seconds: float, now: float) ->
     return cancelled
 
 
-def finish(tx: Tx, results: Sequence[AttemptResult], policy: RetryPolicy, now: float) -> list[Verdict]:
+def finish(tx: Tx, finished: Sequence[Finished], policy: RetryPolicy, now: float) -> list[Verdict]:
     """Record how each attempt ended, fenced by its lease: completed, retrying (back to
     pending after the backoff delay), failed for good, or cancelled. A result whose lease
     was lost meanwhile is ``discarded`` and changes nothing."""
-    completed, fresh = _complete_all(tx, [r for r in results if r.ok and not r.cancelled], now)
+    succeeded = [(lease, result) for lease, result in finished if result.ok and not result.cancelled]
+    completed, fresh = _complete_all(tx, succeeded, now)
     verdicts: list[Verdict] = []
     history: list[dict[str, Any]] = []
-    for result in results:
+    for lease, result in finished:
         if result.ok and not result.cancelled:
-            verdict = completed[result.lease.item_id]
-            if result.lease.item_id not in fresh:  # discarded, or recorded by an earlier commit
+            verdict = completed[lease.item_id]
+            if lease.item_id not in fresh:  # discarded, or recorded by an earlier commit
                 verdicts.append(verdict)
                 continue
         else:
-            verdict = _finish_one(tx, result, policy, now)
+            verdict = _finish_one(tx, lease, result, policy, now)
         verdicts.append(verdict)
         if verdict == "discarded":
             continue
-        lease = result.lease
         outcome = {
             "completed": Outcome.COMPLETED,
             "cancelled": Outcome.CANCELLED,
         }.get(verdict, Outcome.FAILED)
-        error = None if result.ok else error_text(result, verdict)
-        history.append(_history_row(lease, outcome, error, now, result.seconds))
+        history.append(_history_row(lease, outcome, result.stored_error, now, result.seconds))
     if history:
         tx.executemany(q.RECORD_ATTEMPT, history)
     return verdicts
 
 
-def _complete_all(
-    tx: Tx, results: Sequence[AttemptResult], now: float
-) -> tuple[dict[int, Verdict], set[int]]:
+def _complete_all(tx: Tx, succeeded: Sequence[Finished], now: float) -> tuple[dict[int, Verdict], set[int]]:
     """Complete successful attempts, fenced, with one statement per lease token (a
     worker's group of results mostly shares one), then store their results in bulk.
     Returns each item's verdict, and the ids completed by this call (not earlier)."""
     by_token: dict[str, list[int]] = {}
-    for result in results:
-        by_token.setdefault(result.lease.token, []).append(result.lease.item_id)
+    for lease, _result in succeeded:
+        by_token.setdefault(lease.token, []).append(lease.item_id)
     accepted: set[int] = set()
     for token, ids in by_token.items():
-        marks = ", ".join(f":i{n}" for n in range(len(ids)))
-        params: dict[str, Any] = {f"i{n}": item_id for n, item_id in enumerate(ids)}
-        rows = tx.all(q.COMPLETE_MANY.format(ids=marks), {**params, "token": token, "now": now})
+        rows = tx.all(q.COMPLETE_MANY, {"ids": ids, "token": token, "now": now})
         accepted.update(row[0] for row in rows)
     verdicts: dict[int, Verdict] = {}
     stored = []
-    for result in results:
-        lease = result.lease
+    for lease, result in succeeded:
         if lease.item_id in accepted:
             verdicts[lease.item_id] = "completed"
-            stored.append(result)
+            stored.append((lease, result))
         else:
             verdicts[lease.item_id] = _recognise_own_commit(tx, lease)
     _store_results(tx, stored, now)
     return verdicts, accepted
 
 
-def _finish_one(tx: Tx, result: AttemptResult, policy: RetryPolicy, now: float) -> Verdict:
-    lease = result.lease
+def _finish_one(tx: Tx, lease: Lease, result: Result, policy: RetryPolicy, now: float) -> Verdict:
     fence = {"id": lease.item_id, "token": lease.token, "now": now}
     if result.cancelled:
         if tx.execute(q.CANCEL_RUNNING, fence).rowcount != 1:
@@ -224,7 +179,7 @@ def _finish_one(tx: Tx, result: AttemptResult, policy: RetryPolicy, now: float) 
     retry = policy.should_retry(lease.attempt, permanent=result.permanent, max_attempts=lease.max_attempts)
     if retry:
         delay = policy.delay(lease.attempt)
-        params = {**fence, "delay": delay, "error": error_text(result, "retrying")}
+        params = {**fence, "delay": delay, "error": result.stored_error}
         row = tx.one(q.RETRY_LATER, params)
         if row is None:
             return "discarded"
@@ -233,7 +188,7 @@ def _finish_one(tx: Tx, result: AttemptResult, policy: RetryPolicy, now: float) 
             return "cancelled"
         set_document_status(tx, lease.document_id, DocumentStatus.PENDING, now)
         return "retrying"
-    if tx.execute(q.FAIL, {**fence, "error": error_text(result, "failed")}).rowcount != 1:
+    if tx.execute(q.FAIL, {**fence, "error": result.stored_error}).rowcount != 1:
         return "discarded"
     set_document_status(tx, lease.document_id, DocumentStatus.FAILED, now)
     return "failed"
@@ -287,20 +242,20 @@ def _recognise_own_commit(tx: Tx, lease: Lease) -> Verdict:
     return "discarded"
 
 
-def _store_results(tx: Tx, results: Sequence[AttemptResult], now: float) -> None:
+def _store_results(tx: Tx, succeeded: Sequence[Finished], now: float) -> None:
     """Store completed attempts' results: an extraction's text and metadata on the
-    document; a command's output beside the item; and the document marked processed."""
+    document; a command's output beside the item; and the document marked processed.
+    Every stored text passes `storable` here, whoever produced it."""
     extractions = []
     outputs = []
     plain = []
-    for result in results:
-        lease = result.lease
+    for lease, result in succeeded:
         if result.metadata is not None:
-            metadata = result.metadata
+            metadata = storable(result.metadata)
             extractions.append(
                 {
                     "id": lease.document_id,
-                    "text": _storable(result.text),
+                    "text": storable(result.text),
                     "metadata": json.dumps(metadata, ensure_ascii=False),
                     "sha256": metadata.get("sha256"),
                     "size": metadata.get("size"),
@@ -312,7 +267,7 @@ def _store_results(tx: Tx, results: Sequence[AttemptResult], now: float) -> None
             continue
         if result.text is not None or result.note is not None:  # a command's output (no-ops have none)
             outputs.append(
-                {"item_id": lease.item_id, "text": _storable(result.text), "note": _storable(result.note)}
+                {"item_id": lease.item_id, "text": storable(result.text), "note": storable(result.note)}
             )
         plain.append({"status": DocumentStatus.PROCESSED.value, "now": now, "id": lease.document_id})
     if extractions:
@@ -321,21 +276,6 @@ def _store_results(tx: Tx, results: Sequence[AttemptResult], now: float) -> None
         tx.executemany(q.STORE_OUTPUT, outputs)
     if plain:
         tx.executemany(q.SET_DOCUMENT_STATUS, plain)
-
-
-def _storable(text: str | None) -> str | None:
-    """Text without NUL characters, which PostgreSQL cannot store (workers' children
-    already strip them; library callers may not)."""
-    return text.replace("\x00", "") if text and "\x00" in text else text
-
-
-def error_text(result: AttemptResult, verdict: str) -> str:
-    """The stored error says which kind of failure it was: ``permanent: ...`` (not retried)
-    or ``transient: ...`` (retried while attempts are left)."""
-    if result.cancelled:
-        return "cancelled while running"
-    kind = "permanent" if result.permanent else "transient"
-    return f"{kind}: {result.error or 'unknown error'}"
 
 
 def set_document_status(tx: Tx, document_id: int, status: DocumentStatus | str, now: float) -> None:
@@ -352,13 +292,14 @@ def restore_document_status(tx: Tx, document_id: int, now: float) -> None:
 
 
 _MIRROR = {
-    "pending": DocumentStatus.PENDING,
-    "in_progress": DocumentStatus.PROCESSING,
-    "completed": DocumentStatus.PROCESSED,
-    "failed": DocumentStatus.FAILED,
-    "cancelled": DocumentStatus.CANCELLED,
+    ItemStatus.PENDING: DocumentStatus.PENDING,
+    ItemStatus.IN_PROGRESS: DocumentStatus.PROCESSING,
+    ItemStatus.COMPLETED: DocumentStatus.PROCESSED,
+    ItemStatus.FAILED: DocumentStatus.FAILED,
+    ItemStatus.CANCELLED: DocumentStatus.CANCELLED,
 }
 
 
 def _mirror(item_status: str) -> DocumentStatus:
-    return _MIRROR[item_status]
+    """The document status that mirrors an item in ``item_status``."""
+    return _MIRROR[ItemStatus(item_status)]

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from docq import leases
+from docq import intake, leases
 from docq import queries as q
-from docq.db import Tx
+from docq.backends import Tx
 from docq.errors import NotFoundError, UsageError
 from docq.paths import from_db, to_db
 from docq.states import DocumentStatus, lane_of
@@ -43,7 +43,7 @@ def resolve_documents(tx: Tx, refs: Sequence[str]) -> list[int]:
     for ref in refs:
         document_id = None
         if ref.isdigit():
-            document_id = tx.scalar("SELECT id FROM documents WHERE id = :id", {"id": int(ref)})
+            document_id = tx.scalar(q.DOCUMENT_EXISTS, {"id": int(ref)})
         if document_id is None:
             document_id = tx.scalar(q.FIND_DOCUMENT, {"path": to_db(os.path.realpath(ref))})
         if document_id is None:
@@ -57,14 +57,14 @@ def resolve_documents(tx: Tx, refs: Sequence[str]) -> list[int]:
 
 def failed_documents(tx: Tx) -> list[int]:
     """Documents whose latest item failed for good."""
-    return [row[0] for row in tx.all("SELECT id FROM documents WHERE status = 'failed' ORDER BY id")]
+    return [row[0] for row in tx.all(q.FAILED_DOCUMENTS)]
 
 
 def stale_documents(tx: Tx) -> list[int]:
     """Processed documents whose text came from an older extractor than today's."""
     from docq.processing import extractor_version
 
-    rows = tx.all("SELECT id, mime_type, extractor FROM documents WHERE status = 'processed' ORDER BY id")
+    rows = tx.all(q.PROCESSED_EXTRACTORS)
     return [doc_id for doc_id, mime, used in rows if used is not None and used != extractor_version(mime)]
 
 
@@ -81,52 +81,28 @@ def requeue(
     lane = lane_of(operation)
     changes: list[Change] = []
     for document_id in document_ids:
-        path, sha256 = tx.one("SELECT path, sha256 FROM documents WHERE id = :id", {"id": document_id})
+        path, sha256 = tx.one(q.DOCUMENT_PATH_AND_SHA256, {"id": document_id})
         active = tx.scalar(q.ACTIVE_ITEM, {"document_id": document_id, "lane": lane})
         if active is not None:
             changes.append(Change(active, document_id, from_db(path), "already queued", operation))
             continue
         item_id = None
         if not dry_run:
-            params = {
-                "document_id": document_id,
-                "operation": operation,
-                "priority": priority,
-                "max_attempts": None,
-                "sha256": sha256,
-                "now": now,
-            }
-            item_id = tx.scalar(q.INSERT_ITEM, params)
+            item_id = intake.insert_item(
+                tx,
+                document_id,
+                operation=operation,
+                priority=priority,
+                max_attempts=None,
+                sha256=sha256,
+                now=now,
+            )
             leases.set_document_status(tx, document_id, DocumentStatus.PENDING, now)
         changes.append(Change(item_id, document_id, from_db(path), "queued", operation))
     return changes
 
 
 # --- retry and cancel ----------------------------------------------------------------
-
-ITEM_STATE = """
-SELECT i.id, i.document_id, i.status, i.operation, d.path
-FROM queue_items i JOIN documents d ON d.id = i.document_id WHERE i.id = :id
-"""
-
-# A failed item starts over: due now, with a fresh attempt budget. Its earlier
-# attempts stay in the history.
-RETRY = """
-UPDATE queue_items SET status = 'pending', attempts = 0, next_run_at = :now, finished_at = NULL,
-    lease_expires_at = NULL, cancel_requested = FALSE
-WHERE id = :id AND status = 'failed'
-"""
-
-CANCEL_PENDING = """
-UPDATE queue_items SET status = 'cancelled', finished_at = :now
-WHERE id = :id AND status = 'pending'
-"""
-
-# A running item cannot be stopped from here: flag it, and its worker kills the child
-# and records the cancellation at its next heartbeat (or the expiry sweep does).
-REQUEST_CANCEL = """
-UPDATE queue_items SET cancel_requested = TRUE WHERE id = :id AND status = 'in_progress'
-"""
 
 Action = Literal["retry", "cancel"]
 _ALLOWED: dict[str, tuple[str, ...]] = {"retry": ("failed",), "cancel": ("pending", "in_progress")}
@@ -136,7 +112,7 @@ def _check_items(tx: Tx, item_ids: Sequence[int], action: Action) -> list[tuple[
     rows = []
     missing = []
     for item_id in dict.fromkeys(item_ids):
-        row = tx.one(ITEM_STATE, {"id": item_id})
+        row = tx.one(q.ITEM_STATE, {"id": item_id})
         if row is None:
             missing.append(str(item_id))
         else:
@@ -161,7 +137,7 @@ def retry(tx: Tx, item_ids: Sequence[int], *, now: float, dry_run: bool) -> list
             changes.append(Change(active, document_id, from_db(path), "already queued", operation))
             continue
         if not dry_run:
-            tx.execute(RETRY, {"id": item_id, "now": now})
+            tx.execute(q.RETRY, {"id": item_id, "now": now})
             leases.set_document_status(tx, document_id, DocumentStatus.PENDING, now)
         changes.append(Change(item_id, document_id, from_db(path), "retried", operation))
     return changes
@@ -174,10 +150,10 @@ def cancel(tx: Tx, item_ids: Sequence[int], *, now: float, dry_run: bool) -> lis
         action = "cancelled" if status == "pending" else "stopping"
         if not dry_run:
             if status == "pending":
-                tx.execute(CANCEL_PENDING, {"id": item_id, "now": now})
+                tx.execute(q.CANCEL_PENDING, {"id": item_id, "now": now})
                 leases.restore_document_status(tx, document_id, now)
             else:
-                tx.execute(REQUEST_CANCEL, {"id": item_id})
+                tx.execute(q.REQUEST_CANCEL, {"id": item_id})
         changes.append(Change(item_id, document_id, from_db(path), action, operation))
     return changes
 
@@ -196,17 +172,23 @@ class PurgeCount:
     attempts: int = 0
     documents: int = 0
 
+    def add(self, other: PurgeCount) -> None:
+        """Count ``other`` (a batch) in."""
+        self.items += other.items
+        self.attempts += other.attempts
+        self.documents += other.documents
+
+
+def failed_items(tx: Tx, *, error: str | None) -> list[int]:
+    """Failed items, oldest first; with ``error``, those whose last error contains it."""
+    pattern = "%" + (error or "").replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return [row[0] for row in tx.all(q.FAILED_ITEMS, {"pattern": pattern})]
+
 
 def purgeable(tx: Tx, *, before: float, statuses: Sequence[str], limit: int | None) -> list[int]:
     """Ids of finished items in ``statuses`` that finished before ``before``."""
-    marks = ", ".join(f":s{i}" for i in range(len(statuses)))
-    params: dict[str, object] = {f"s{i}": status for i, status in enumerate(statuses)}
-    sql = f"""SELECT id FROM queue_items
-              WHERE finished_at < :before AND status IN ({marks}) ORDER BY finished_at"""
-    if limit is not None:
-        sql += " LIMIT :limit"
-        params["limit"] = limit
-    return [row[0] for row in tx.all(sql, {**params, "before": before})]
+    params = {"before": before, "statuses": list(statuses), "limit": limit}
+    return [row[0] for row in tx.all(q.ALL_PURGEABLE if limit is None else q.PURGEABLE, params)]
 
 
 def count_purge(tx: Tx, item_ids: Sequence[int]) -> PurgeCount:
@@ -215,17 +197,13 @@ def count_purge(tx: Tx, item_ids: Sequence[int]) -> PurgeCount:
     total = PurgeCount(items=len(item_ids))
     purged: Counter[int] = Counter()
     for chunk in _chunks(item_ids, PURGE_BATCH):
-        marks, params = _in_list(chunk)
-        total.attempts += tx.scalar(f"SELECT count(*) FROM attempts WHERE item_id IN ({marks})", params)
-        purged.update(
-            row[0] for row in tx.all(f"SELECT document_id FROM queue_items WHERE id IN ({marks})", params)
-        )
+        total.attempts += tx.scalar(q.COUNT_ATTEMPTS_OF, {"ids": chunk})
+        purged.update(row[0] for row in tx.all(q.DOCUMENTS_OF, {"ids": chunk}))
     for chunk in _chunks(list(purged), PURGE_BATCH):
-        marks, params = _in_list(chunk)
-        sql = f"""SELECT document_id, count(*) FROM queue_items
-                  WHERE document_id IN ({marks}) GROUP BY document_id"""
         total.documents += sum(
-            1 for document_id, items in tx.all(sql, params) if items == purged[document_id]
+            1
+            for document_id, items in tx.all(q.ITEMS_PER_DOCUMENT, {"ids": chunk})
+            if items == purged[document_id]
         )
     return total
 
@@ -234,36 +212,18 @@ def delete_items(tx: Tx, item_ids: Sequence[int], *, before: float, statuses: Se
     """Delete finished items with their history and output, then the documents left
     with no items. Re-checks each item is still finished and old, since a worker or a
     retry may have touched it since it was selected."""
-    marks, params = _in_list(item_ids)
-    status_marks = ", ".join(f":st{i}" for i in range(len(statuses)))
-    params.update({f"st{i}": status for i, status in enumerate(statuses)})
-    params["before"] = before
-    still = f"id IN ({marks}) AND finished_at < :before AND status IN ({status_marks})"
-    ids = [row[0] for row in tx.all(f"SELECT id FROM queue_items WHERE {still}", params)]
+    params = {"ids": list(item_ids), "before": before, "statuses": list(statuses)}
+    ids = [row[0] for row in tx.all(q.STILL_PURGEABLE, params)]
     if not ids:
         return PurgeCount()
-    marks, id_params = _in_list(ids)
-    documents = [
-        row[0]
-        for row in tx.all(f"SELECT DISTINCT document_id FROM queue_items WHERE id IN ({marks})", id_params)
-    ]
+    documents = sorted({row[0] for row in tx.all(q.DOCUMENTS_OF, {"ids": ids})})
     count = PurgeCount(items=len(ids))
-    count.attempts = tx.execute(f"DELETE FROM attempts WHERE item_id IN ({marks})", id_params).rowcount
-    tx.execute(f"DELETE FROM item_outputs WHERE item_id IN ({marks})", id_params)
-    tx.execute(f"DELETE FROM queue_items WHERE id IN ({marks})", id_params)
-    doc_marks, doc_params = _in_list(documents)
-    count.documents = tx.execute(
-        f"""DELETE FROM documents WHERE id IN ({doc_marks})
-            AND NOT EXISTS (SELECT 1 FROM queue_items WHERE queue_items.document_id = documents.id)""",
-        doc_params,
-    ).rowcount
+    count.attempts = tx.execute(q.DELETE_ATTEMPTS_OF, {"ids": ids}).rowcount
+    tx.execute(q.DELETE_OUTPUTS_OF, {"ids": ids})
+    tx.execute(q.DELETE_ITEMS, {"ids": ids})
+    count.documents = tx.execute(q.DELETE_EMPTY_DOCUMENTS, {"ids": documents}).rowcount
     return count
 
 
-def _in_list(values: Sequence[int]) -> tuple[str, dict[str, object]]:
-    marks = ", ".join(f":v{i}" for i in range(len(values)))
-    return marks, {f"v{i}": value for i, value in enumerate(values)}
-
-
-def _chunks(values: Sequence[int], size: int) -> list[Sequence[int]]:
-    return [values[i : i + size] for i in range(0, len(values), size)]
+def _chunks(values: Sequence[int], size: int) -> list[list[int]]:
+    return [list(values[i : i + size]) for i in range(0, len(values), size)]

@@ -3,11 +3,19 @@
 Times are stored as seconds since the Unix epoch (a float, UTC), which both SQLite and
 PostgreSQL compare and index cheaply; the CLI shows them as ISO 8601. On PostgreSQL the
 queue's own times come from the server's clock, so workers with skewed clocks agree.
+
+Statuses are stored as their lowercase words (a plain ``VARCHAR``, no database enum type,
+so that a new state needs no type change) and read back as the `docq.states` enums.
+A change here is a schema change: it needs a migration (see `docq.migrations`).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Computed, Index, String, text
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, Computed, Dialect, Index, String, text
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 from docq.states import (
@@ -30,12 +38,30 @@ __all__ = [
     "ItemOutput",
     "ItemStatus",
     "Meta",
+    "MigrationRecord",
     "Outcome",
     "QueueCount",
     "QueueItem",
     "Worker",
     "lane_of",
 ]
+
+
+class StatusWord(TypeDecorator[StrEnum]):
+    """A status enum, stored as its word in a VARCHAR and read back as the enum."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum: type[StrEnum]) -> None:
+        super().__init__()
+        self.enum = enum
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else str(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> StrEnum | None:
+        return None if value is None else self.enum(value)
 
 
 class Document(SQLModel, table=True):
@@ -49,7 +75,7 @@ class Document(SQLModel, table=True):
     size: int = Field(sa_type=BigInteger)
     sha256: str
     mime_type: str
-    status: str = Field(default=DocumentStatus.PENDING)
+    status: DocumentStatus = Field(default=DocumentStatus.PENDING, sa_type=StatusWord(DocumentStatus))
     metadata_json: str | None = None  # the extraction's metadata, a JSON object
     text: str | None = None  # the extracted text
     extractor: str | None = None  # extractor version that produced text/metadata
@@ -119,7 +145,7 @@ class QueueItem(SQLModel, table=True):
     operation: str = Field(default="process")
     lane: str | None = Field(default=None, sa_column=Column(String, Computed(LANE_SQL, persisted=True)))
     priority: int = 0
-    status: str = Field(default=ItemStatus.PENDING)
+    status: ItemStatus = Field(default=ItemStatus.PENDING, sa_type=StatusWord(ItemStatus))
     attempts: int = 0  # attempts started (released ones are given back)
     max_attempts: int | None = None  # None: the worker's --max-attempts
     sha256: str | None = None  # the document's content when this item was queued
@@ -149,7 +175,7 @@ class Attempt(SQLModel, table=True):
     worker_id: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
-    outcome: str
+    outcome: Outcome = Field(sa_type=StatusWord(Outcome))
     error: str | None = None
     seconds: float | None = None  # time spent processing, as the worker measured it
 
@@ -183,7 +209,8 @@ class Worker(SQLModel, table=True):
 
 class QueueCount(SQLModel, table=True):
     """Items per (operation, status), kept by triggers on SQLite so that stats never
-    scan the finished history. PostgreSQL counts with a query instead (see db.py)."""
+    scan the finished history. PostgreSQL counts with a query instead (see
+    `docq.queries.COUNTS`)."""
 
     __tablename__ = "queue_counts"
 
@@ -199,3 +226,17 @@ class Meta(SQLModel, table=True):
 
     key: str = Field(primary_key=True)
     value: str
+
+
+class MigrationRecord(SQLModel, table=True):
+    """A schema migration applied to this database (see `docq.migrations`)."""
+
+    __tablename__ = "docq_migrations"
+
+    version: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    name: str
+    applied_at: float | None = None  # None: applied before migrations were recorded
+
+
+TABLES = (Document, QueueItem, Attempt, ItemOutput, Worker, QueueCount, Meta, MigrationRecord)
+"""Every table, parents before children (the order they are created and copied in)."""

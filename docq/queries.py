@@ -1,9 +1,25 @@
-"""Named SQL for the queue's state changes, shared by SQLite and PostgreSQL.
+"""Every SQL statement docq runs, named, each with a line on what it does or guarantees.
 
-Parameters are ``:name``; ``:now`` is the service's clock on SQLite and the server's
-clock on PostgreSQL (see `docq.db`). Each statement's comment says what it guarantees.
-Only `docq.queue.DocumentQueueService` runs the statements that change a status.
+One text serves SQLite and PostgreSQL: parameters are ``:name``; a list parameter
+expands in place (``IN (:ids)``); ``:now`` is the caller's clock on SQLite and the
+server's on PostgreSQL (see `docq.backends`). A statement that must differ is a variant,
+``{"sqlite": ..., "postgresql": ...}``, and `docq.backends.Tx` picks the text. Only
+`docq.queue.DocumentQueueService` runs the statements that change a status.
+
+Not here: the ORM's ``select()`` queries (all in `docq.views`), each backend's own
+housekeeping (pragmas, locks, notifications, in `docq.backends`), and the frozen SQL of
+the numbered migrations (`docq.migrations`), which must never change.
 """
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def sqlite_only(sql: str) -> dict[str, str]:
+    """A statement only SQLite runs (PostgreSQL runs nothing in its place)."""
+    return {"sqlite": sql, "postgresql": ""}
+
 
 # --- claim ---------------------------------------------------------------------------
 
@@ -29,7 +45,8 @@ RETURNING id, document_id, attempts, worker_id, started_at, status
 # The claim itself: one statement takes the next due items of one lane, highest
 # priority first, then oldest. SQLite runs it under BEGIN IMMEDIATE (one writer at a
 # time); PostgreSQL locks the rows it picks and skips rows another worker holds.
-CLAIM_SQLITE = """
+CLAIM = {
+    "sqlite": """
 UPDATE queue_items SET
     status = 'in_progress', attempts = attempts + 1, lease_token = :token, worker_id = :worker,
     started_at = :now, lease_expires_at = :now + :lease, finished_at = NULL
@@ -40,9 +57,8 @@ WHERE id IN (
 RETURNING id, document_id, operation, attempts, max_attempts, priority, started_at,
     (SELECT path FROM documents WHERE documents.id = document_id),
     (SELECT sha256 FROM documents WHERE documents.id = document_id)
-"""
-
-CLAIM_POSTGRES = """
+""",
+    "postgresql": """
 WITH due AS (
     SELECT id FROM queue_items
     WHERE status = 'pending' AND lane = :lane AND next_run_at <= :now
@@ -55,7 +71,8 @@ FROM due WHERE q.id = due.id
 RETURNING q.id, q.document_id, q.operation, q.attempts, q.max_attempts, q.priority, q.started_at,
     (SELECT path FROM documents WHERE documents.id = q.document_id),
     (SELECT sha256 FROM documents WHERE documents.id = q.document_id)
-"""
+""",
+}
 
 # Compare-and-set of one item (the seed API's mark_in_progress): exactly one caller
 # can move a given due item from pending to in_progress.
@@ -89,13 +106,13 @@ LEASE_STATE = "SELECT status, lease_token FROM queue_items WHERE id = :id"
 
 # Completion is accepted only from the worker that still holds the lease, so a late
 # worker can never overwrite the result of the one that took over: exactly-once
-# completion. One statement completes a group of items claimed under one token ({ids}:
-# their ids) and returns the ids it completed, i.e. those whose lease was still held.
-# The token stays on the row, so a retried commit recognises its own work.
+# completion. One statement completes a group of items claimed under one token and
+# returns the ids it completed, i.e. those whose lease was still held. The token stays
+# on the row, so a retried commit recognises its own work.
 COMPLETE_MANY = """
 UPDATE queue_items SET status = 'completed', finished_at = :now, lease_expires_at = NULL,
     last_error = NULL, cancel_requested = FALSE
-WHERE lease_token = :token AND status = 'in_progress' AND id IN ({ids})
+WHERE lease_token = :token AND status = 'in_progress' AND id IN (:ids)
 RETURNING id
 """
 
@@ -214,3 +231,228 @@ WORKER_STOPPED = """
 UPDATE workers SET heartbeat_at = :now, stopped_at = :now, current_items = NULL, items_done = :done
 WHERE id = :id
 """
+
+# --- the seed API's reads ------------------------------------------------------------
+
+ITEM = "SELECT * FROM queue_items WHERE id = :id"
+
+# What get_pending_items shows: due items of one lane in claim order; nothing is claimed.
+DUE_ITEMS = """
+SELECT * FROM queue_items WHERE status = 'pending' AND lane = :lane AND next_run_at <= :now
+ORDER BY priority DESC, id LIMIT :limit
+"""
+
+# How long until the next pending item of a lane is due (negative: due already).
+NEXT_DUE_IN = "SELECT min(next_run_at) - :now FROM queue_items WHERE status = 'pending' AND lane = :lane"
+
+DOCUMENT_SHA256 = "SELECT sha256 FROM documents WHERE id = :id"
+
+# --- reprocess, retry, cancel ----------------------------------------------------------
+
+DOCUMENT_EXISTS = "SELECT id FROM documents WHERE id = :id"
+
+DOCUMENT_PATH_AND_SHA256 = "SELECT path, sha256 FROM documents WHERE id = :id"
+
+# Documents whose latest item failed for good (reprocess --failed).
+FAILED_DOCUMENTS = "SELECT id FROM documents WHERE status = 'failed' ORDER BY id"
+
+# Processed documents with the extractor that read them (reprocess --stale compares).
+PROCESSED_EXTRACTORS = "SELECT id, mime_type, extractor FROM documents WHERE status = 'processed' ORDER BY id"
+
+# Failed items, oldest first, whose last error contains :pattern (retry --all-failed, --error);
+# :pattern is a LIKE pattern with \ as its escape character.
+FAILED_ITEMS = r"""
+SELECT id FROM queue_items WHERE status = 'failed' AND COALESCE(last_error, '') LIKE :pattern ESCAPE '\'
+ORDER BY id
+"""
+
+ITEM_STATE = """
+SELECT i.id, i.document_id, i.status, i.operation, d.path
+FROM queue_items i JOIN documents d ON d.id = i.document_id WHERE i.id = :id
+"""
+
+# A failed item starts over: due now, with a fresh attempt budget. Its earlier
+# attempts stay in the history.
+RETRY = """
+UPDATE queue_items SET status = 'pending', attempts = 0, next_run_at = :now, finished_at = NULL,
+    lease_expires_at = NULL, cancel_requested = FALSE
+WHERE id = :id AND status = 'failed'
+"""
+
+CANCEL_PENDING = """
+UPDATE queue_items SET status = 'cancelled', finished_at = :now
+WHERE id = :id AND status = 'pending'
+"""
+
+# A running item cannot be stopped from here: flag it, and its worker kills the child
+# and records the cancellation at its next heartbeat (or the expiry sweep does).
+REQUEST_CANCEL = """
+UPDATE queue_items SET cancel_requested = TRUE WHERE id = :id AND status = 'in_progress'
+"""
+
+# --- purge ---------------------------------------------------------------------------
+
+# Finished items in :statuses that finished before :before, oldest first, by the
+# finished-time index; a batch at a time, or (dry run) all of them.
+PURGEABLE = """
+SELECT id FROM queue_items WHERE finished_at < :before AND status IN (:statuses)
+ORDER BY finished_at LIMIT :limit
+"""
+ALL_PURGEABLE = """
+SELECT id FROM queue_items WHERE finished_at < :before AND status IN (:statuses) ORDER BY finished_at
+"""
+
+# Of the selected items, those still finished and old: a worker or a retry may have
+# touched one since it was selected.
+STILL_PURGEABLE = """
+SELECT id FROM queue_items WHERE id IN (:ids) AND finished_at < :before AND status IN (:statuses)
+"""
+
+COUNT_ATTEMPTS_OF = "SELECT count(*) FROM attempts WHERE item_id IN (:ids)"
+DOCUMENTS_OF = "SELECT document_id FROM queue_items WHERE id IN (:ids)"
+ITEMS_PER_DOCUMENT = """
+SELECT document_id, count(*) FROM queue_items WHERE document_id IN (:ids) GROUP BY document_id
+"""
+DELETE_ATTEMPTS_OF = "DELETE FROM attempts WHERE item_id IN (:ids)"
+DELETE_OUTPUTS_OF = "DELETE FROM item_outputs WHERE item_id IN (:ids)"
+DELETE_ITEMS = "DELETE FROM queue_items WHERE id IN (:ids)"
+
+# Documents left with no items go with them; a document that gained an item meanwhile stays.
+DELETE_EMPTY_DOCUMENTS = """
+DELETE FROM documents WHERE id IN (:ids)
+    AND NOT EXISTS (SELECT 1 FROM queue_items WHERE queue_items.document_id = documents.id)
+"""
+
+# --- stats -----------------------------------------------------------------------------
+
+# Items per (operation, status). SQLite reads the counters its triggers keep (see
+# docq.schema); PostgreSQL counts, since a counter row would serialise every worker.
+COUNTS = {
+    "sqlite": "SELECT operation, status, n FROM queue_counts WHERE n <> 0",
+    "postgresql": "SELECT operation, status, count(*) FROM queue_items GROUP BY operation, status",
+}
+
+# The same, counted from the items themselves (doctor holds the counters against it).
+COUNT_ITEMS = "SELECT operation, status, count(*) FROM queue_items GROUP BY operation, status"
+
+# Pending items that failed before, and when the next is due. Without statistics,
+# SQLite's planner may pick another index over pending items and count every one of
+# them; the partial index holds just these rows. PostgreSQL plans this well by itself.
+RETRYING = {
+    "sqlite": """SELECT count(*), min(next_run_at) FROM queue_items INDEXED BY ix_items_retrying
+                 WHERE status = 'pending' AND attempts > 0""",
+    "postgresql": """SELECT count(*), min(next_run_at) FROM queue_items
+                     WHERE status = 'pending' AND attempts > 0""",
+}
+
+# When the oldest pending item was queued (one probe of the partial index of pending items).
+OLDEST_PENDING = {
+    "sqlite": """SELECT created_at FROM queue_items INDEXED BY ix_items_pending
+                 WHERE status = 'pending' ORDER BY id LIMIT 1""",
+    "postgresql": "SELECT created_at FROM queue_items WHERE status = 'pending' ORDER BY id LIMIT 1",
+}
+
+RECENT = """
+SELECT count(*), sum(CASE WHEN status = 'completed' THEN 1 ELSE 0 END)
+FROM queue_items WHERE finished_at >= :since
+"""
+
+# Processing time as workers measured it (not counting time an item waited in a worker).
+MEAN_SECONDS = """
+SELECT avg(seconds) FROM attempts WHERE finished_at >= :since AND outcome = 'completed'
+"""
+
+# Who holds the in-progress items, the lease that runs out first first.
+HOLDERS = """
+SELECT i.id, i.operation, i.worker_id, i.started_at, i.lease_expires_at, d.path
+FROM queue_items i JOIN documents d ON d.id = i.document_id
+WHERE i.status = 'in_progress' ORDER BY i.lease_expires_at LIMIT :limit
+"""
+
+# --- the live dashboard ----------------------------------------------------------------
+
+# Completions per minute over the last :window seconds (minute 0 is the current one).
+THROUGHPUT = """
+SELECT CAST(:now - finished_at AS INTEGER) / 60, count(*) FROM queue_items
+WHERE finished_at >= :now - :window AND status = 'completed'
+GROUP BY 1
+"""
+
+# Workers that signed on and whose heartbeat is younger than their lease.
+LIVE_WORKERS = """
+SELECT id, current_items, items_done, heartbeat_at, lease_seconds FROM workers
+WHERE stopped_at IS NULL AND heartbeat_at >= :now - lease_seconds
+ORDER BY started_at
+"""
+
+ITEM_PATH = "SELECT d.path FROM queue_items i JOIN documents d ON d.id = i.document_id WHERE i.id = :id"
+
+# The latest failed or abandoned attempts, newest first.
+RECENT_FAILURES = """
+SELECT a.item_id, a.finished_at, a.outcome, a.error, d.path
+FROM attempts a JOIN queue_items i ON i.id = a.item_id JOIN documents d ON d.id = i.document_id
+WHERE a.outcome IN ('failed', 'abandoned')
+ORDER BY a.id DESC LIMIT :limit
+"""
+
+# --- doctor ----------------------------------------------------------------------------
+
+EXPIRED_LEASES = """
+SELECT id, worker_id, lease_expires_at FROM queue_items
+WHERE status = 'in_progress' AND lease_expires_at < :now ORDER BY lease_expires_at
+"""
+
+DEAD_WORKERS = """
+SELECT id, heartbeat_at FROM workers WHERE stopped_at IS NULL AND heartbeat_at < :now - lease_seconds
+"""
+
+# --- copy --------------------------------------------------------------------------------
+
+COUNT_IN_PROGRESS = "SELECT count(*) FROM queue_items WHERE status = 'in_progress'"
+HOLDS_A_QUEUE = "SELECT EXISTS (SELECT 1 FROM documents) OR EXISTS (SELECT 1 FROM queue_items)"
+
+
+def copy_page(table: str, columns: Sequence[str], key: str, *, first: bool) -> str:
+    """The first page of ``table``'s rows, or the next after ``:after``, in key order."""
+    after = "" if first else f"WHERE {key} > :after "
+    return f"SELECT {', '.join(columns)} FROM {table} {after}ORDER BY {key} LIMIT :limit"
+
+
+def copy_insert(table: str, columns: Sequence[str]) -> str:
+    """One copied row of ``table``, with its id as it was."""
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})"
+
+
+def largest_id(table: str) -> str:
+    """The largest id in ``table`` (0 when empty)."""
+    return f"SELECT COALESCE(max(id), 0) FROM {table}"
+
+
+# The last id a table's counter handed out (ids are never reused, even those purged).
+ID_COUNTER = {
+    "sqlite": "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = :table), 0)",
+    "postgresql": """SELECT COALESCE(
+        pg_sequence_last_value(pg_get_serial_sequence(:table, 'id')::regclass), 0)""",
+}
+
+# Move a table's id counter on to hand out :next next, never back.
+ADD_ID_COUNTER = sqlite_only(
+    """INSERT INTO sqlite_sequence (name, seq) SELECT :table, 0
+       WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = :table)"""
+)
+SET_ID_COUNTER = {
+    "sqlite": "UPDATE sqlite_sequence SET seq = max(seq, :next - 1) WHERE name = :table",
+    "postgresql": """SELECT setval(pg_get_serial_sequence(:table, 'id'), GREATEST(:next,
+        COALESCE(pg_sequence_last_value(pg_get_serial_sequence(:table, 'id')::regclass), 0) + 1), false)""",
+}
+
+# --- schema ------------------------------------------------------------------------------
+
+SET_SCHEMA_VERSION = """
+INSERT INTO docq_meta (key, value) VALUES ('schema_version', :version)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value
+"""
+
+RECORD_MIGRATION = "INSERT INTO docq_migrations (version, name, applied_at) VALUES (:version, :name, :now)"
+
+APPLIED_MIGRATIONS = "SELECT version, name, applied_at FROM docq_migrations ORDER BY version"

@@ -2,63 +2,50 @@
 
 Every method runs its own short transaction (``BEGIN IMMEDIATE`` on SQLite) through
 `docq.db.Database`, retried within the lock budget, so no write transaction is ever open
-while a document is processed. The seed API (``enqueue``, ``get_pending_items``,
-``mark_in_progress``, ``mark_completed``, ``mark_failed``, ``get_queue_stats``) works on
-`docq.models.QueueItem` objects; workers use the batch methods (``claim``, ``renew``,
-``finish``, ``release``), which build no ORM objects.
+while a document is processed. What happens inside each transaction lives beside it, by
+who asks: `docq.intake` (enqueue), `docq.leases` (workers: claim, renew, finish,
+release), `docq.maintenance` (people: reprocess, retry, cancel, purge).
+
+The seed API (``enqueue``, ``get_pending_items``, ``mark_in_progress``,
+``mark_completed``, ``mark_failed``, ``get_queue_stats``) works on
+`docq.models.QueueItem` objects; workers use the batch methods (``claim``, ``exchange``,
+``heartbeat``, ``finish``, ``release``), which build no ORM objects.
 """
 
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from docq import leases, maintenance
+from docq import intake, leases, maintenance
 from docq import queries as q
+from docq.backends import Tx
 from docq.config import Settings
-from docq.db import Database, DatabaseLike, Tx, open_database
+from docq.db import Database, DatabaseLike, open_database
 from docq.errors import InvalidTransition, NotFoundError, UsageError
-from docq.leases import AttemptResult, Lease, Verdict
+from docq.intake import Queued, Skipped
+from docq.items import Lease, Result, Verdict
+from docq.leases import Finished
 from docq.maintenance import Change, PurgeCount
-from docq.paths import to_db
 from docq.retry import RetryPolicy
-from docq.states import DocumentStatus, ItemStatus, lane_of
+from docq.states import FINISHED_STATUSES, DocumentStatus, ItemStatus, lane_of
 from docq.stats import QueueStats, read_stats
 
 if TYPE_CHECKING:
     from docq.models import QueueItem
     from docq.processing import FileFacts
 
-
-SkipReason = Literal["already queued", "unchanged"]
-
-
-@dataclass(frozen=True)
-class Queued:
-    """A document that got a new queue item."""
-
-    document_id: int
-    item_id: int
-    path: str
-
-
-@dataclass(frozen=True)
-class Skipped:
-    """A document left alone: it has an active item, or was processed with the same content."""
-
-    document_id: int
-    path: str
-    reason: SkipReason
+__all__ = ["DocumentQueueService", "Queued", "Skipped"]
 
 
 class DocumentQueueService:
     """The queue of documents: enqueue, claim, finish, retry, cancel and count.
 
-    ``clock`` returns the current time as Unix seconds (injectable for tests); on
-    PostgreSQL the server's clock is used for everything stored.
+    ``db`` is a path or URL (None: ``settings.db``, else the default queue), a SQLAlchemy
+    Engine or Session (exactly that database), or a `Database`. ``clock`` returns the
+    time as Unix seconds (injectable for tests); on PostgreSQL the server's clock is used
+    for everything stored.
     """
 
     def __init__(
@@ -66,14 +53,18 @@ class DocumentQueueService:
         db: DatabaseLike = None,
         *,
         settings: Settings | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         policy: RetryPolicy | None = None,
     ) -> None:
         self.settings = settings or (db.settings if isinstance(db, Database) else Settings())
-        self.db = open_database(db, self.settings)
-        self.clock = clock
+        self.db = open_database(db if db is not None else self.settings.db, self.settings, clock=clock)
         self.policy = policy or RetryPolicy.from_settings(self.settings)
         self._worker_id: str | None = None
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock this queue's times come from (on SQLite; PostgreSQL uses its own)."""
+        return self.db.clock
 
     @property
     def worker_id(self) -> str:
@@ -85,6 +76,10 @@ class DocumentQueueService:
     def close(self) -> None:
         """Close the database connection."""
         self.db.close()
+
+    def now(self) -> float:
+        """The queue's clock: the service's on SQLite, the server's on PostgreSQL."""
+        return self.db.now()
 
     # --- enqueue ---------------------------------------------------------------------
 
@@ -103,65 +98,26 @@ class DocumentQueueService:
         same lane is skipped as "already queued"; one that lane already completed with the
         same sha256 as "unchanged" (unless ``force``); changed content is queued again.
         """
-        lane = lane_of(operation)
 
         def add(tx: Tx) -> list[Queued | Skipped]:
             now = self.clock()
-            outcomes: list[Queued | Skipped] = [
-                self._add_one(tx, facts, operation, lane, priority, force, max_attempts, now)
+            outcomes = [
+                intake.add_file(
+                    tx,
+                    facts,
+                    operation=operation,
+                    priority=priority,
+                    force=force,
+                    max_attempts=max_attempts,
+                    now=now,
+                )
                 for facts in files
             ]
             if any(isinstance(outcome, Queued) for outcome in outcomes):
-                self.db.announce(tx, lane)
+                self.db.announce(tx, lane_of(operation))
             return outcomes
 
         return self.db.write(add)
-
-    def _add_one(
-        self,
-        tx: Tx,
-        facts: FileFacts,
-        operation: str,
-        lane: str,
-        priority: int,
-        force: bool,
-        max_attempts: int | None,
-        now: float,
-    ) -> Queued | Skipped:
-        stored_path = to_db(facts.path)
-        values = {"size": facts.size, "sha256": facts.sha256, "mime_type": facts.mime_type, "now": now}
-        document_id = tx.scalar(q.INSERT_DOCUMENT, {**values, "path": stored_path})
-        if document_id is None:  # a known path
-            document_id = tx.scalar(q.FIND_DOCUMENT, {"path": stored_path})
-            key = {"document_id": document_id, "lane": lane, "sha256": facts.sha256}
-            if tx.one(q.ACTIVE_ITEM, key) is not None:
-                return Skipped(document_id, facts.path, "already queued")
-            if not force and tx.scalar(q.LAST_COMPLETED_CONTENT, key) == facts.sha256:
-                return Skipped(document_id, facts.path, "unchanged")
-            tx.execute(q.UPDATE_DOCUMENT_FACTS, {**values, "document_id": document_id})
-        item_id = self._insert_item(tx, document_id, operation, priority, max_attempts, facts.sha256, now)
-        return Queued(document_id, item_id, facts.path)
-
-    def _insert_item(
-        self,
-        tx: Tx,
-        document_id: int,
-        operation: str,
-        priority: int,
-        max_attempts: int | None,
-        sha256: str | None,
-        now: float,
-    ) -> int:
-        params = {
-            "document_id": document_id,
-            "operation": operation,
-            "priority": priority,
-            "max_attempts": max_attempts,
-            "sha256": sha256,
-            "now": now,
-        }
-        item_id: int = tx.scalar(q.INSERT_ITEM, params)
-        return item_id
 
     def enqueue(self, document_id: int, operation: str = "process", priority: int = 0) -> QueueItem:
         """Queue ``operation`` for a registered document and return its item.
@@ -185,17 +141,17 @@ class DocumentQueueService:
         the same lane. Returns ``(item_id, created)``."""
 
         def run(tx: Tx) -> tuple[int, bool]:
-            now = self.clock()
-            sha256 = tx.scalar("SELECT sha256 FROM documents WHERE id = :id", {"id": document_id})
-            if sha256 is None:
-                raise NotFoundError(f"no document with id {document_id}")
-            active = tx.scalar(q.ACTIVE_ITEM, {"document_id": document_id, "lane": lane_of(operation)})
-            if active is not None:
-                return active, False
-            item_id = self._insert_item(tx, document_id, operation, priority, max_attempts, sha256, now)
-            leases.set_document_status(tx, document_id, DocumentStatus.PENDING, now)
-            self.db.announce(tx, lane_of(operation))
-            return item_id, True
+            item_id, created = intake.queue_again(
+                tx,
+                document_id,
+                operation=operation,
+                priority=priority,
+                max_attempts=max_attempts,
+                now=self.clock(),
+            )
+            if created:
+                self.db.announce(tx, lane_of(operation))
+            return item_id, created
 
         return self.db.write(run)
 
@@ -231,13 +187,24 @@ class DocumentQueueService:
 
         return self.db.write(run)
 
-    def retry(self, item_ids: Sequence[int], *, dry_run: bool = False) -> list[Change]:
+    def retry(
+        self,
+        item_ids: Sequence[int] = (),
+        *,
+        all_failed: bool = False,
+        error: str | None = None,
+        dry_run: bool = False,
+    ) -> list[Change]:
         """Put failed items back to pending, due now, with a fresh attempt budget (their
-        history stays). Raises `NotFoundError`/`UsageError`, changing nothing, if an id is
-        unknown or its item is not failed."""
+        history stays): those in ``item_ids``, plus every failed item (``all_failed``) or
+        those whose last error contains ``error``. Raises `NotFoundError`/`UsageError`,
+        changing nothing, if an id is unknown or its item is not failed."""
 
         def run(tx: Tx) -> list[Change]:
-            changes = maintenance.retry(tx, item_ids, now=self.clock(), dry_run=dry_run)
+            ids = list(dict.fromkeys(item_ids))
+            if all_failed or error is not None:
+                ids += [i for i in maintenance.failed_items(tx, error=error) if i not in ids]
+            changes = maintenance.retry(tx, ids, now=self.clock(), dry_run=dry_run)
             if not dry_run:
                 for lane in {lane_of(change.operation or "process") for change in changes}:
                     self.db.announce(tx, lane)
@@ -254,15 +221,15 @@ class DocumentQueueService:
         self,
         *,
         older_than: float,
-        statuses: Sequence[str] = ("completed", "failed", "cancelled"),
+        statuses: Sequence[str] = FINISHED_STATUSES,
         dry_run: bool = False,
     ) -> PurgeCount:
         """Delete items that finished more than ``older_than`` seconds ago in ``statuses``,
         with their history, and the documents left with no items. Works in batches of
         a few hundred items, one short transaction each."""
-        allowed = {"completed", "failed", "cancelled"}
-        if not statuses or set(statuses) - allowed:
-            raise UsageError(f"purge --status takes finished statuses only: {', '.join(sorted(allowed))}")
+        if not statuses or set(statuses) - set(FINISHED_STATUSES):
+            allowed = ", ".join(sorted(FINISHED_STATUSES))
+            raise UsageError(f"purge --status takes finished statuses only: {allowed}")
         before = self.now() - older_than
         if dry_run:
 
@@ -278,14 +245,11 @@ class DocumentQueueService:
                 ids = maintenance.purgeable(
                     tx, before=before, statuses=statuses, limit=maintenance.PURGE_BATCH
                 )
-                return len(ids), maintenance.delete_items(
-                    tx, ids, before=before, statuses=statuses
-                ) if ids else PurgeCount()
+                removed = maintenance.delete_items(tx, ids, before=before, statuses=statuses)
+                return len(ids), removed
 
             selected, removed = self.db.write(batch)
-            total.items += removed.items
-            total.attempts += removed.attempts
-            total.documents += removed.documents
+            total.add(removed)
             if selected < maintenance.PURGE_BATCH:
                 return total
 
@@ -299,21 +263,19 @@ class DocumentQueueService:
         """The queue item ``item_id``; raises `NotFoundError` if there is none."""
         from docq.models import QueueItem
 
-        rows = self.db.read(lambda tx: tx.dicts("SELECT * FROM queue_items WHERE id = :id", {"id": item_id}))
+        rows = self.db.read(lambda tx: tx.dicts(q.ITEM, {"id": item_id}))
         if not rows:
             raise NotFoundError(f"no queue item with id {item_id}")
-        return QueueItem(**rows[0])
+        return QueueItem.model_validate(rows[0])
 
     def get_pending_items(self, limit: int = 10, operation: str = "process") -> list[QueueItem]:
         """Up to ``limit`` items of ``operation``'s lane that are due now, in claim order
         (priority, then age). Nothing is claimed: see `mark_in_progress`."""
         from docq.models import QueueItem
 
-        sql = """SELECT * FROM queue_items WHERE status = 'pending' AND lane = :lane AND next_run_at <= :now
-                 ORDER BY priority DESC, id LIMIT :limit"""
         params = {"lane": lane_of(operation), "limit": limit}
-        rows = self.db.read(lambda tx: tx.dicts(sql, {**params, "now": self.clock()}))
-        return [QueueItem(**row) for row in rows]
+        rows = self.db.read(lambda tx: tx.dicts(q.DUE_ITEMS, {**params, "now": self.clock()}))
+        return [QueueItem.model_validate(row) for row in rows]
 
     def mark_in_progress(self, queue_item: QueueItem, *, lease_seconds: float | None = None) -> bool:
         """Claim ``queue_item`` for this process: a compare-and-set that exactly one caller
@@ -352,8 +314,8 @@ class DocumentQueueService:
         extraction) on its document. Returns False, changing nothing, if the lease was
         lost to another worker meanwhile. Raises `InvalidTransition` if it was never claimed."""
         # Always an extraction here: text and metadata go on the document (metadata {} if none).
-        result = AttemptResult(self._lease_of(queue_item), ok=True, text=text, metadata=metadata or {})
-        verdict = self.finish([result])[0]
+        result = Result(ok=True, text=text, metadata=metadata or {})
+        verdict = self.finish([(self._lease_of(queue_item), result)])[0]
         if verdict == "completed":
             queue_item.status = ItemStatus.COMPLETED
         return verdict == "completed"
@@ -365,8 +327,8 @@ class DocumentQueueService:
         policy: back to pending after the backoff delay while attempts are left, else (or
         if ``permanent``) failed for good. Returns the item's new status (``pending`` or
         ``failed``), or None if the lease was lost meanwhile."""
-        result = AttemptResult(self._lease_of(queue_item), ok=False, error=error_message, permanent=permanent)
-        verdict = self.finish([result])[0]
+        result = Result.failure(error_message, permanent=permanent)
+        verdict = self.finish([(self._lease_of(queue_item), result)])[0]
         status = {"retrying": ItemStatus.PENDING, "failed": ItemStatus.FAILED}.get(verdict)
         if status is not None:
             queue_item.status = status
@@ -392,7 +354,7 @@ class DocumentQueueService:
     def get_queue_stats(self) -> QueueStats:
         """Counts per status and operation, retries waiting, age of the oldest pending
         item, throughput of the last hour and who holds the in-progress items."""
-        return self.db.read(lambda tx: read_stats(tx, self.clock()))
+        return self.db.read(read_stats)
 
     # --- the worker's batch methods --------------------------------------------------
 
@@ -407,7 +369,7 @@ class DocumentQueueService:
 
     def exchange(
         self,
-        results: Sequence[AttemptResult],
+        finished: Sequence[Finished],
         *,
         operation: str = "process",
         limit: int = 0,
@@ -423,7 +385,7 @@ class DocumentQueueService:
             # items it claimed are not renewed by this worker and expire to another.
             token = secrets.token_hex(8)
             now = self.clock()
-            verdicts = leases.finish(tx, results, self.policy, now) if results else []
+            verdicts = leases.finish(tx, finished, self.policy, now) if finished else []
             claimed: list[Lease] = []
             if limit > 0:
                 leases.sweep_expired(tx, now, self.policy.max_attempts)
@@ -455,11 +417,11 @@ class DocumentQueueService:
 
         return self.db.write(run)
 
-    def finish(self, results: Sequence[AttemptResult]) -> list[Verdict]:
+    def finish(self, finished: Sequence[Finished]) -> list[Verdict]:
         """Record a group of finished attempts in one transaction (see `leases.finish`)."""
-        if not results:
+        if not finished:
             return []
-        return self.db.write(lambda tx: leases.finish(tx, results, self.policy, self.clock()))
+        return self.db.write(lambda tx: leases.finish(tx, finished, self.policy, self.clock()))
 
     def release(self, held: Sequence[Lease]) -> int:
         """Give unfinished items back to pending without counting the attempt."""
@@ -467,18 +429,12 @@ class DocumentQueueService:
             return 0
         return self.db.write(lambda tx: leases.release(tx, held, self.clock()))
 
-    def next_due_at(self, operation: str = "process") -> float | None:
-        """When the next pending item of ``operation``'s lane becomes due (None: no pending
-        items). Used by idle workers to sleep no longer than needed."""
-        sql = "SELECT min(next_run_at) FROM queue_items WHERE status = 'pending' AND lane = :lane"
-        due = self.db.read(lambda tx: tx.scalar(sql, {"lane": lane_of(operation)}))
+    def next_due_in(self, operation: str = "process") -> float | None:
+        """Seconds until the next pending item of ``operation``'s lane is due (0 or less:
+        due now; None: no pending items). Idle workers sleep no longer than this."""
+        params = {"lane": lane_of(operation)}
+        due = self.db.read(lambda tx: tx.scalar(q.NEXT_DUE_IN, {**params, "now": self.clock()}))
         return None if due is None else float(due)
-
-    def now(self) -> float:
-        """The queue's clock: the service's on SQLite, the server's on PostgreSQL."""
-        if self.db.backend == "sqlite":
-            return self.clock()
-        return float(self.db.read(lambda tx: tx.scalar("SELECT :now")))
 
     # --- workers ---------------------------------------------------------------------
 

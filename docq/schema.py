@@ -1,169 +1,169 @@
-"""Create, recognise and version-check docq's schema on an open DB-API connection.
+"""Create, recognise, upgrade and version-check docq's schema on an open connection.
 
-A database is accepted when it carries docq's mark (SQLite: ``PRAGMA application_id``
-and ``user_version``; PostgreSQL: the ``docq_meta`` table) with a schema version this
-docq knows. A new or empty database gets the schema; anything else (another program's
-database, a newer docq's) is refused with `DatabaseError` and left untouched.
+A database is accepted when it carries docq's mark (SQLite: ``PRAGMA application_id``;
+PostgreSQL: the ``docq_meta`` table) with a schema version this docq knows. A new or
+empty database gets today's schema, built from the SQLModel tables in `docq.models`; an
+older one is brought up to date by the numbered migrations in `docq.migrations`, in
+order, in one transaction, each recorded in ``docq_migrations``. Anything else (another
+program's database, a newer docq's) is refused with `DatabaseError` and left untouched.
 
-The DDL comes from the SQLModel tables in `docq.models`; it is only built, and sqlmodel
-only imported, when a database is created.
+sqlalchemy and sqlmodel are only imported when a database is created.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
+from docq import migrations
+from docq import queries as q
+from docq.backends import Backend, SchemaMark, Tx
 from docq.errors import DatabaseError
 
-SCHEMA_VERSION = 1
-"""Bumped whenever the tables change; a database from a newer docq is refused."""
+SCHEMA_VERSION = migrations.LATEST
+"""The schema this docq writes; a database from a newer docq is refused."""
 
-APPLICATION_ID = 0x646F6371
-"""SQLite ``PRAGMA application_id`` of a docq database (the bytes of ``docq``)."""
+DOCQ_TABLES = (
+    "documents",
+    "queue_items",
+    "attempts",
+    "item_outputs",
+    "workers",
+    "queue_counts",
+    "docq_migrations",
+)
+"""docq's tables besides ``docq_meta``: finding one without docq's mark means another
+program's data."""
 
 # Counters per (operation, status), so that stats never scan the finished history.
-# SQLite serialises writers anyway, so triggers cost no concurrency there.
-SQLITE_COUNT_TRIGGERS = [
-    """CREATE TRIGGER trg_items_counted_insert AFTER INSERT ON queue_items BEGIN
+# SQLite serialises writers anyway, so triggers cost no concurrency there; PostgreSQL
+# counts with a query instead (see `docq.queries.COUNTS`), where a counter row would
+# serialise every worker.
+COUNT_TRIGGERS = [
+    q.sqlite_only(
+        """CREATE TRIGGER trg_items_counted_insert AFTER INSERT ON queue_items BEGIN
         INSERT INTO queue_counts (operation, status, n) VALUES (NEW.operation, NEW.status, 1)
             ON CONFLICT (operation, status) DO UPDATE SET n = n + 1;
-    END""",
-    """CREATE TRIGGER trg_items_counted_update AFTER UPDATE OF status ON queue_items
+    END"""
+    ),
+    q.sqlite_only(
+        """CREATE TRIGGER trg_items_counted_update AFTER UPDATE OF status ON queue_items
     WHEN OLD.status <> NEW.status BEGIN
         UPDATE queue_counts SET n = n - 1 WHERE operation = OLD.operation AND status = OLD.status;
         INSERT INTO queue_counts (operation, status, n) VALUES (NEW.operation, NEW.status, 1)
             ON CONFLICT (operation, status) DO UPDATE SET n = n + 1;
-    END""",
-    """CREATE TRIGGER trg_items_counted_delete AFTER DELETE ON queue_items BEGIN
+    END"""
+    ),
+    q.sqlite_only(
+        """CREATE TRIGGER trg_items_counted_delete AFTER DELETE ON queue_items BEGIN
         UPDATE queue_counts SET n = n - 1 WHERE operation = OLD.operation AND status = OLD.status;
-    END""",
+    END"""
+    ),
 ]
 
-DOCQ_TABLES = ("documents", "queue_items", "attempts", "item_outputs", "workers", "queue_counts")
 
-# Serialises concurrent creators of the schema on one PostgreSQL database.
-_PG_CREATE_LOCK = 0x646F6371
+class OutdatedSchema(DatabaseError):
+    """The queue was made by an older docq and was not upgraded (``docq migrate`` does)."""
+
+    def __init__(self, where: str, version: int) -> None:
+        super().__init__(
+            f"{where} has schema {version}; this docq needs {SCHEMA_VERSION}: "
+            "run `docq migrate` to upgrade it"
+        )
+        self.where = where
+        self.version = version
 
 
-def ensure(conn: Any, backend: str, where: str, *, create: bool = True) -> None:
-    """Check the schema of ``conn``'s database, creating it if the database is new (and
-    ``create``). Raises `DatabaseError` if the database is not docq's, comes from a newer
-    docq, or (without ``create``) holds no queue yet.
+def ensure(
+    conn: Any,
+    backend: Backend,
+    where: str,
+    *,
+    create: bool = True,
+    upgrade: bool = True,
+    clock: Callable[[], float] = time.time,
+) -> int | None:
+    """Check the schema of ``conn``'s database; create it if the database is new (and
+    ``create``); upgrade it if it is older (and ``upgrade``). Returns the version it was
+    upgraded from, or None. Raises `DatabaseError` if the database is not docq's, comes
+    from a newer docq, or (without ``create``) holds no queue yet; `OutdatedSchema` if it
+    is older and ``upgrade`` is False.
     """
-    if backend == "sqlite":
-        _ensure_sqlite(conn, where, create)
-    else:
-        _ensure_postgres(conn, where, create)
+    with backend.transaction(conn, clock, write=False) as tx:
+        mark = backend.read_mark(tx, DOCQ_TABLES)
+    _check(mark, where, create=create, upgrade=upgrade)
+    upgraded_from = None
+    if mark.version != SCHEMA_VERSION:
+        if mark.empty:
+            backend.prepare_new(conn)
+        with backend.schema_lock(conn), backend.transaction(conn, clock, write=True) as tx:
+            # Another process may have created or upgraded the schema meanwhile.
+            mark = backend.read_mark(tx, DOCQ_TABLES)
+            _check(mark, where, create=create, upgrade=upgrade)
+            if mark.empty:
+                _create(tx, backend, clock())
+            elif mark.version < SCHEMA_VERSION:
+                _upgrade(tx, backend, mark.version, clock())
+                upgraded_from = mark.version
+    backend.opened(conn)
+    return upgraded_from
 
 
-def _no_queue(where: str) -> DatabaseError:
-    return DatabaseError(f"no docq queue in {where} yet: `docq enqueue` creates it")
-
-
-def _check_version(version: int, where: str) -> None:
-    if version > SCHEMA_VERSION:
+def _check(mark: SchemaMark, where: str, *, create: bool, upgrade: bool) -> None:
+    if mark.refusal is not None:
+        raise DatabaseError(f"{where} {mark.refusal}")
+    if mark.version > SCHEMA_VERSION:
         raise DatabaseError(
-            f"{where} was made by a newer docq (schema {version}; this docq knows {SCHEMA_VERSION}): "
+            f"{where} was made by a newer docq (schema {mark.version}; this docq knows {SCHEMA_VERSION}): "
             "upgrade docq to use it"
         )
-    if version < 1:
-        raise DatabaseError(f"{where} has no docq schema version: not a docq database")
+    if mark.empty and not create:
+        raise DatabaseError(f"no docq queue in {where} yet: `docq enqueue` creates it")
+    if 0 < mark.version < SCHEMA_VERSION and not upgrade:
+        raise OutdatedSchema(where, mark.version)
 
 
-def _ensure_sqlite(conn: Any, where: str, create: bool) -> None:
-    # One snapshot for both reads: a process creating the schema meanwhile must not make
-    # a fresh docq file look like a foreign one. The first read also fails with "file is
-    # not a database" on a file that isn't one.
-    conn.execute("BEGIN")
-    try:
-        app_id, version = conn.execute("SELECT * FROM pragma_application_id, pragma_user_version").fetchone()
-        has_tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0
-    finally:
-        conn.execute("COMMIT")
-    if app_id == APPLICATION_ID:
-        _check_version(version, where)
-        if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-            conn.execute("PRAGMA journal_mode=WAL")
-        return
-    if app_id != 0 or has_tables:
-        raise DatabaseError(
-            f"{where} is not a docq database (it holds another program's data); left untouched"
-        )
-    if not create:
-        raise _no_queue(where)
-    conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only possible before the first table
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        # Another process may have created the schema while we waited for the lock.
-        if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
-            for statement in ddl("sqlite"):
-                conn.execute(statement)
-            conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+def _create(tx: Tx, backend: Backend, now: float) -> None:
+    """Today's schema, in a new database, with every migration recorded as applied."""
+    for statement in ddl(backend):
+        tx.execute(statement)
+    for sql in COUNT_TRIGGERS:
+        tx.execute(sql)
+    tx.execute(q.SET_SCHEMA_VERSION, {"version": str(SCHEMA_VERSION)})
+    tx.executemany(
+        q.RECORD_MIGRATION,
+        [{"version": m.version, "name": m.name, "now": now} for m in migrations.MIGRATIONS],
+    )
+    backend.write_mark(tx, SCHEMA_VERSION)
 
 
-def _ensure_postgres(conn: Any, where: str, create: bool) -> None:
-    with conn.cursor() as cur:
-        try:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_CREATE_LOCK,))
-            cur.execute(
-                "SELECT to_regclass('docq_meta') IS NOT NULL, "
-                "array_remove(ARRAY["
-                + ", ".join(f"to_regclass('{t}')::text" for t in DOCQ_TABLES)
-                + "], NULL)"
-            )
-            has_meta, foreign = cur.fetchone()
-            if has_meta:
-                cur.execute("SELECT value FROM docq_meta WHERE key = 'schema_version'")
-                row = cur.fetchone()
-                _check_version(int(row[0]) if row else 0, where)
-            elif foreign:
-                raise DatabaseError(
-                    f"{where} holds tables named like docq's ({', '.join(foreign)}) that are not docq's; "
-                    "left untouched (use another database or schema)"
-                )
-            elif not create:
-                raise _no_queue(where)
-            else:
-                for statement in ddl("postgresql"):
-                    cur.execute(statement)
-                cur.execute(
-                    "INSERT INTO docq_meta (key, value) VALUES ('schema_version', %s)", (str(SCHEMA_VERSION),)
-                )
-            conn.commit()
-        except BaseException:
-            conn.rollback()
-            raise
+def _upgrade(tx: Tx, backend: Backend, version: int, now: float) -> None:
+    """Apply the migrations after ``version`` in order, recording each."""
+    for migration in migrations.after(version):
+        assert migration.upgrade is not None
+        migration.upgrade(tx)
+        tx.execute(q.RECORD_MIGRATION, {"version": migration.version, "name": migration.name, "now": now})
+        tx.execute(q.SET_SCHEMA_VERSION, {"version": str(migration.version)})
+        backend.write_mark(tx, migration.version)
 
 
-def ddl(backend: str) -> list[str]:
-    """The statements that create docq's tables, indexes and (SQLite) triggers."""
-    from sqlalchemy.dialects import postgresql, sqlite
+def ddl(backend: Backend) -> list[str]:
+    """The statements that create docq's tables and indexes (triggers apart)."""
     from sqlalchemy.schema import CreateIndex, CreateTable
 
     from docq import models
 
-    dialect: Any = sqlite.dialect() if backend == "sqlite" else postgresql.dialect()  # type: ignore[no-untyped-call]
+    dialect = backend.dialect()
     statements: list[str] = []
-    for model in (
-        models.Document,
-        models.QueueItem,
-        models.Attempt,
-        models.ItemOutput,
-        models.Worker,
-        models.QueueCount,
-        models.Meta,
-    ):
+    for model in models.TABLES:
         table: Any = getattr(model, "__table__")  # noqa: B009 - set by SQLModel's metaclass
         statements.append(str(CreateTable(table).compile(dialect=dialect)).strip())
         for index in sorted(table.indexes, key=lambda i: i.name):
             statements.append(str(CreateIndex(index).compile(dialect=dialect)).strip())
-    if backend == "sqlite":
-        statements.extend(SQLITE_COUNT_TRIGGERS)
-        statements.append(f"INSERT INTO docq_meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSION}')")
     return statements
+
+
+def applied(tx: Tx) -> list[dict[str, Any]]:
+    """The migrations recorded in the database, oldest first."""
+    return tx.dicts(q.APPLIED_MIGRATIONS)

@@ -3,7 +3,10 @@ CLI's start-up and the worker's children stay light). `docq.models` re-exports t
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
+
+from docq.errors import UsageError
 
 
 class ItemStatus(StrEnum):
@@ -50,3 +53,14 @@ LANE_SQL = "CASE WHEN operation IN ('process', 'reprocess') THEN '' ELSE operati
 def lane_of(operation: str) -> str:
     """The lane an operation's items are claimed from (see LANE_SQL)."""
     return "" if operation in ("process", "reprocess") else operation
+
+
+_OPERATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def check_operation_name(operation: str) -> str:
+    """``operation`` if it is a valid operation name (letters, digits, ``.``, ``_``, ``-``,
+    at most 64); raises `UsageError` otherwise."""
+    if not _OPERATION_NAME.fullmatch(operation):
+        raise UsageError(f"invalid operation name {operation!r}: use letters, digits, '.', '_' or '-'")
+    return operation

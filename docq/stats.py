@@ -1,17 +1,22 @@
-"""Queue statistics, read without scanning the finished history.
+"""Queue statistics and the live dashboard's frame, read without scanning the history.
 
-On SQLite the per-status counts come from ``queue_counts`` (kept by triggers); on
-PostgreSQL from a grouped count. Everything else reads partial indexes that hold only
-active items, or the last hour of finished ones.
+The per-status counts come from counters kept as items change (see
+`docq.queries.COUNTS`); everything else reads partial indexes that hold only active
+items, or the last hour of finished ones.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from docq.db import Tx
+from docq import queries as q
+from docq.backends import Tx
+from docq.paths import from_db
 from docq.states import ItemStatus
+
+if TYPE_CHECKING:
+    from docq.db import Database
 
 RECENT_WINDOW = 3600.0
 """Throughput and mean processing time cover the items finished in this many seconds."""
@@ -62,57 +67,21 @@ class QueueStats:
         return data
 
 
-COUNTS_SQLITE = "SELECT operation, status, n FROM queue_counts WHERE n <> 0"
-COUNTS_POSTGRES = "SELECT operation, status, count(*) FROM queue_items GROUP BY operation, status"
-
-RETRYING = """
-SELECT count(*), min(next_run_at) FROM queue_items {hint} WHERE status = 'pending' AND attempts > 0
-"""
-# Without statistics, SQLite's planner may pick another index over pending items and
-# count every one of them; these partial indexes hold just the rows asked for.
-# PostgreSQL, which keeps statistics, plans these well by itself.
-RETRYING_HINT = {"sqlite": "INDEXED BY ix_items_retrying", "postgresql": ""}
-
-OLDEST_PENDING = """
-SELECT created_at FROM queue_items {hint} WHERE status = 'pending' ORDER BY id LIMIT 1
-"""
-OLDEST_HINT = {"sqlite": "INDEXED BY ix_items_pending", "postgresql": ""}
-
-RECENT = """
-SELECT count(*), sum(CASE WHEN status = 'completed' THEN 1 ELSE 0 END)
-FROM queue_items WHERE finished_at >= :since
-"""
-
-# Processing time as workers measured it (not counting time an item waited in a worker).
-MEAN_SECONDS = """
-SELECT avg(seconds) FROM attempts WHERE finished_at >= :since AND outcome = 'completed'
-"""
-
-HOLDERS = """
-SELECT i.id, i.operation, i.worker_id, i.started_at, i.lease_expires_at, d.path
-FROM queue_items i JOIN documents d ON d.id = i.document_id
-WHERE i.status = 'in_progress' ORDER BY i.lease_expires_at LIMIT :limit
-"""
-
-
-def read_stats(tx: Tx, now: float) -> QueueStats:
+def read_stats(tx: Tx) -> QueueStats:
     """Read a `QueueStats` snapshot inside one read transaction."""
-    from docq.paths import from_db
-
-    if tx.backend == "postgresql":
-        now = float(tx.scalar("SELECT :now"))
+    now = tx.now()
     by_operation: dict[str, dict[str, int]] = {}
     totals = dict.fromkeys((s.value for s in ItemStatus), 0)
-    for operation, status, n in tx.all(COUNTS_SQLITE if tx.backend == "sqlite" else COUNTS_POSTGRES):
+    for operation, status, n in tx.all(q.COUNTS):
         by_operation.setdefault(operation, {})[status] = int(n)
         totals[status] = totals.get(status, 0) + int(n)
-    retrying, next_retry_at = tx.one(RETRYING.format(hint=RETRYING_HINT[tx.backend]))
-    oldest = tx.scalar(OLDEST_PENDING.format(hint=OLDEST_HINT[tx.backend]))
-    finished, completed = tx.one(RECENT, {"since": now - RECENT_WINDOW})
-    mean = tx.scalar(MEAN_SECONDS, {"since": now - RECENT_WINDOW})
+    retrying, next_retry_at = tx.one(q.RETRYING)
+    oldest = tx.scalar(q.OLDEST_PENDING)
+    finished, completed = tx.one(q.RECENT, {"since": now - RECENT_WINDOW})
+    mean = tx.scalar(q.MEAN_SECONDS, {"since": now - RECENT_WINDOW})
     holders = [
         LeaseInfo(row[0], row[1], row[2], row[3], row[4], from_db(row[5]))
-        for row in tx.all(HOLDERS, {"limit": MAX_LEASES_SHOWN})
+        for row in tx.all(q.HOLDERS, {"limit": MAX_LEASES_SHOWN})
     ]
     return QueueStats(
         now=now,
@@ -130,3 +99,68 @@ def read_stats(tx: Tx, now: float) -> QueueStats:
         by_operation=by_operation,
         leases=holders,
     )
+
+
+# --- the live dashboard ----------------------------------------------------------------
+
+DASHBOARD_MINUTES = 10
+"""The dashboard's throughput covers this many minutes."""
+FAILURES_SHOWN = 6
+
+
+@dataclass(frozen=True)
+class LiveWorker:
+    """A worker whose heartbeat is fresh, and what it runs."""
+
+    id: str
+    running: list[str]  # the paths of its current items
+    done: int
+    heartbeat_at: float
+
+
+@dataclass(frozen=True)
+class RecentFailure:
+    """A failed or abandoned attempt."""
+
+    item_id: int
+    finished_at: float | None
+    outcome: str
+    error: str | None
+    path: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one frame of the live dashboard shows."""
+
+    stats: QueueStats
+    per_minute: list[int]  # completions, oldest minute first
+    workers: list[LiveWorker]
+    failures: list[RecentFailure]
+
+
+def snapshot(db: Database) -> Snapshot:
+    """Read one frame of the dashboard, in one read transaction. Every query reads an index
+    (the counters, the recent end of the finished-time index, the attempts' id order), so
+    a refresh stays cheap on a queue of millions."""
+
+    def read(tx: Tx) -> Snapshot:
+        stats = read_stats(tx)
+        now = stats.now
+        buckets = dict(tx.all(q.THROUGHPUT, {"now": now, "window": DASHBOARD_MINUTES * 60}))
+        per_minute = [int(buckets.get(minute, 0)) for minute in reversed(range(DASHBOARD_MINUTES))]
+        workers = []
+        for worker_id, current, done, heartbeat, _lease in tx.all(q.LIVE_WORKERS, {"now": now}):
+            paths = []
+            for item_id in (current or "").split(","):
+                if item_id:
+                    path = tx.scalar(q.ITEM_PATH, {"id": int(item_id)})
+                    paths.append(from_db(path) if path else f"item {item_id}")
+            workers.append(LiveWorker(worker_id, paths, int(done), float(heartbeat)))
+        failures = [
+            RecentFailure(row[0], row[1], row[2], row[3], from_db(row[4]))
+            for row in tx.all(q.RECENT_FAILURES, {"limit": FAILURES_SHOWN})
+        ]
+        return Snapshot(stats, per_minute, workers, failures)
+
+    return db.read(read)

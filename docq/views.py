@@ -1,10 +1,14 @@
 """Read-only views of the queue for people and scripts: a document with its items and
-their history, item listings with filters, workers. Ordinary queries, so they use the
-SQLModel tables through a Session; nothing here changes the queue.
+their history, item listings with filters, workers, the documents an export streams.
+
+The one module of ORM queries: each is a SQLModel ``select()`` run through
+`Database.session`, which gives it the lock budget and the error translation of every
+other read. Nothing here changes the queue.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -66,17 +70,21 @@ def find_document(session: Session, ref: str) -> Document:
 
 def show_document(db: Database, ref: str) -> DocumentView:
     """Everything known about one document (see `find_document` for ``ref``)."""
-    with Session(db.engine()) as session:
+
+    def read(session: Session) -> DocumentView:
         document = find_document(session, ref)
         items = session.exec(
             select(QueueItem).where(QueueItem.document_id == document.id).order_by(col(QueueItem.id))
         ).all()
         return DocumentView(document, [_item_view(session, item) for item in items])
 
+    return db.session(read)
+
 
 def show_item(db: Database, item_id: int) -> tuple[DocumentView, ItemView]:
     """One queue item, with its document."""
-    with Session(db.engine()) as session:
+
+    def read(session: Session) -> tuple[DocumentView, ItemView]:
         item = session.get(QueueItem, item_id)
         if item is None:
             raise NotFoundError(f"no queue item {item_id}")
@@ -84,6 +92,8 @@ def show_item(db: Database, item_id: int) -> tuple[DocumentView, ItemView]:
         assert document is not None
         view = _item_view(session, item)
         return DocumentView(document, [view]), view
+
+    return db.session(read)
 
 
 def _item_view(session: Session, item: QueueItem) -> ItemView:
@@ -138,30 +148,22 @@ class ItemRow:
 
 def list_items(db: Database, where: ItemFilter) -> list[ItemRow]:
     """Items matching ``where``, newest first."""
-    with Session(db.engine()) as session:
-        query = select(QueueItem, Document.path).join(Document, col(Document.id) == QueueItem.document_id)
-        query = where.apply(query).order_by(col(QueueItem.id).desc())
-        if where.limit is not None:
-            query = query.limit(where.limit)
-        return [ItemRow(item, from_db(path)) for item, path in session.exec(query).all()]
-
-
-def item_ids(db: Database, where: ItemFilter) -> list[int]:
-    """Ids of the items matching ``where`` (no limit unless the filter has one)."""
-    with Session(db.engine()) as session:
-        query = where.apply(select(QueueItem.id)).order_by(col(QueueItem.id))
-        if where.limit is not None:
-            query = query.limit(where.limit)
-        return [int(item_id) for item_id in session.exec(query).all() if item_id is not None]
+    query = select(QueueItem, Document.path).join(Document, col(Document.id) == QueueItem.document_id)
+    query = where.apply(query).order_by(col(QueueItem.id).desc())
+    if where.limit is not None:
+        query = query.limit(where.limit)
+    return db.session(
+        lambda session: [ItemRow(item, from_db(path)) for item, path in session.exec(query).all()]
+    )
 
 
 def list_workers(db: Database, *, include_stopped: bool = False, limit: int = 100) -> list[Worker]:
     """Registered workers, most recently seen first."""
-    with Session(db.engine()) as session:
-        query = select(Worker)
-        if not include_stopped:
-            query = query.where(col(Worker.stopped_at).is_(None))
-        return list(session.exec(query.order_by(col(Worker.heartbeat_at).desc()).limit(limit)).all())
+    query = select(Worker)
+    if not include_stopped:
+        query = query.where(col(Worker.stopped_at).is_(None))
+    query = query.order_by(col(Worker.heartbeat_at).desc()).limit(limit)
+    return db.session(lambda session: list(session.exec(query).all()))
 
 
 def iter_documents(
@@ -169,37 +171,42 @@ def iter_documents(
 ) -> Iterator[tuple[Document, Sequence[QueueItem], dict[int, ItemOutput]]]:
     """Documents that have items matching ``where`` (all documents without a filter),
     oldest first, with those items and their custom operations' outputs (by item id);
-    streamed in batches so exports of any size fit in memory."""
+    streamed in batches, each its own short read, so exports of any size fit in memory."""
     last_id = 0
     while True:
-        with Session(db.engine()) as session:
-            query = select(Document).where(col(Document.id) > last_id)
-            if processed_only:
-                query = query.where(Document.status == "processed")
-            filtered = where.statuses or where.operation or where.error or where.since is not None
-            if filtered:
-                matching = where.apply(select(QueueItem.document_id))
-                query = query.where(col(Document.id).in_(matching))
-            documents = session.exec(query.order_by(col(Document.id)).limit(batch)).all()
-            if not documents:
-                return
-            ids = [document.id for document in documents]
-            items = session.exec(
-                where.apply(select(QueueItem))
-                .where(col(QueueItem.document_id).in_(ids))
-                .order_by(col(QueueItem.id))
-            ).all()
-            by_document: dict[int, list[QueueItem]] = {}
-            for item in items:
-                by_document.setdefault(item.document_id, []).append(item)
-            item_ids = [item.id for item in items]
-            outputs = {
-                output.item_id: output
-                for output in session.exec(
-                    select(ItemOutput).where(col(ItemOutput.item_id).in_(item_ids))
-                ).all()
-            }
-            for document in documents:
-                assert document.id is not None
-                yield document, by_document.get(document.id, []), outputs
-            last_id = ids[-1] or last_id
+        read = functools.partial(
+            _document_page, where=where, after=last_id, processed_only=processed_only, batch=batch
+        )
+        page = db.session(read)
+        if not page:
+            return
+        yield from page
+        last_id = page[-1][0].id or last_id
+
+
+def _document_page(
+    session: Session, *, where: ItemFilter, after: int, processed_only: bool, batch: int
+) -> list[tuple[Document, Sequence[QueueItem], dict[int, ItemOutput]]]:
+    query = select(Document).where(col(Document.id) > after)
+    if processed_only:
+        query = query.where(Document.status == "processed")
+    filtered = where.statuses or where.operation or where.error or where.since is not None
+    if filtered:
+        matching = where.apply(select(QueueItem.document_id))
+        query = query.where(col(Document.id).in_(matching))
+    documents = session.exec(query.order_by(col(Document.id)).limit(batch)).all()
+    if not documents:
+        return []
+    ids = [document.id for document in documents]
+    items = session.exec(
+        where.apply(select(QueueItem)).where(col(QueueItem.document_id).in_(ids)).order_by(col(QueueItem.id))
+    ).all()
+    by_document: dict[int, list[QueueItem]] = {}
+    for item in items:
+        by_document.setdefault(item.document_id, []).append(item)
+    item_ids = [item.id for item in items]
+    outputs = {
+        output.item_id: output
+        for output in session.exec(select(ItemOutput).where(col(ItemOutput.item_id).in_(item_ids))).all()
+    }
+    return [(document, by_document.get(document.id or 0, []), outputs) for document in documents]

@@ -14,9 +14,9 @@ from urllib.parse import quote
 
 import pytest
 
-from docq import render
 from docq.config import Settings
 from docq.queue import DocumentQueueService
+from docq.render import output as render
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DOCS = ROOT / "sample_docs"

@@ -30,12 +30,14 @@ from rich.console import Console
 from typer.testing import Result
 from workload import Processes, open_queue, rows, wait_until
 
-from docq import dashboard
+from docq import stats as queue_stats
 from docq.config import Settings
 from docq.db import Database
-from docq.leases import AttemptResult, Lease
+from docq.items import Lease
+from docq.items import Result as Outcome
 from docq.processing import FileFacts, extractor_version
 from docq.queue import DocumentQueueService, Queued
+from docq.render import dashboard
 
 # A worker that runs the test handler `workload:ledger` (fast, stores its result as output).
 LEDGER = ("--operation", "ledger", "--handler", "workload:ledger")
@@ -99,10 +101,10 @@ def claim_all(service: DocumentQueueService, operation: str = "process", lease: 
     return service.claim(operation=operation, limit=100_000, worker=WORKER_ID, lease_seconds=lease)
 
 
-def extraction(lease: Lease, text: str, version: str | None = None) -> AttemptResult:
+def extraction(lease: Lease, text: str, version: str | None = None) -> tuple[Lease, Outcome]:
     """A successful extraction of a text file by ``version`` (default: today's extractor)."""
     metadata = {"extractor_version": version or extractor_version("text/plain"), "mime_type": "text/plain"}
-    return AttemptResult(lease, ok=True, text=text, metadata=metadata)
+    return (lease, Outcome(ok=True, text=text, metadata=metadata))
 
 
 # --- export ----------------------------------------------------------------------------------
@@ -686,19 +688,20 @@ def test_dashboard_snapshot_and_frame(tmp_path: Path) -> None:
         [
             extraction(done1, "one"),
             extraction(done2, "two"),
-            AttemptResult(broken, ok=False, error="scanner on fire", permanent=True),
-            AttemptResult(flaky, ok=False, error="network hiccup"),
+            (broken, Outcome(ok=False, error="scanner on fire", permanent=True)),
+            (flaky, Outcome(ok=False, error="network hiccup")),
         ]
     )
     service.heartbeat(WORKER_ID, [running.token], lease_seconds=60, current=[running.item_id], done=4)
-    shot = dashboard.snapshot(service)
+    shot = queue_stats.snapshot(service.db)
     service.close()
     stats = shot.stats
     assert (stats.completed, stats.failed, stats.retrying, stats.in_progress) == (2, 1, 1, 1)
     assert (stats.pending, stats.total) == (2, 6)  # pending counts the retrying item
     assert shot.per_minute[-1] == 2 and sum(shot.per_minute) == 2
-    assert shot.workers == [(WORKER_ID, running.path, 4, pytest.approx(time.time(), abs=60))]
-    assert [(f[0], f[2], f[4]) for f in shot.failures] == [
+    assert [(w.id, w.running, w.done) for w in shot.workers] == [(WORKER_ID, [running.path], 4)]
+    assert shot.workers[0].heartbeat_at == pytest.approx(time.time(), abs=60)
+    assert [(f.item_id, f.outcome, f.path) for f in shot.failures] == [
         (flaky.item_id, "failed", flaky.path),
         (broken.item_id, "failed", broken.path),
     ]
@@ -730,7 +733,7 @@ def test_dashboard_snapshot_and_frame(tmp_path: Path) -> None:
 
 def test_dashboard_frame_of_an_empty_queue(tmp_path: Path) -> None:
     service = open_queue(str(tmp_path / "queue.db"))
-    shot = dashboard.snapshot(service)
+    shot = queue_stats.snapshot(service.db)
     service.close()
     console = Console(record=True, width=120)
     console.print(dashboard.frame(shot))
@@ -847,7 +850,7 @@ def test_reprocess_stale_queues_documents_of_an_older_extractor(cli: Cli, tmp_pa
             extraction(old1, "x", version="old"),
             extraction(current, "x"),
             extraction(old2, "x", version="old"),
-            AttemptResult(failed, ok=False, error="bad", permanent=True),
+            (failed, Outcome(ok=False, error="bad", permanent=True)),
         ]
     )
     service.close()

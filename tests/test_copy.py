@@ -20,7 +20,7 @@ from typer.testing import Result
 from workload import open_queue
 
 from docq.cli import app
-from docq.leases import AttemptResult
+from docq.items import Result as Outcome
 from docq.processing import FileFacts, extractor_version, inspect_file
 
 TABLES = {
@@ -126,9 +126,9 @@ def source(tmp_path: Path) -> Source:
     }
     service.finish(
         [
-            AttemptResult(done, ok=True, text="the text, naïve ü\nline 2", metadata=metadata, seconds=0.25),
-            AttemptResult(failed, ok=False, error="corrupt: no way", permanent=True, seconds=0.5),
-            AttemptResult(retrying, ok=False, error="file missing", seconds=0.125),
+            (done, Outcome(ok=True, text="the text, naïve ü\nline 2", metadata=metadata, seconds=0.25)),
+            (failed, Outcome(ok=False, error="corrupt: no way", permanent=True, seconds=0.5)),
+            (retrying, Outcome(ok=False, error="file missing", seconds=0.125)),
         ]
     )
     later = [write_file(files, name, f"the {name} document\n") for name in ("cancelled.txt", "waiting.txt")]
@@ -143,7 +143,7 @@ def source(tmp_path: Path) -> Source:
     service.cancel([items["cancelled"], items["running"]])  # the running one: cancel requested
     service.add_documents([inspect_file(done.path)], operation="ocr")
     [ocr] = service.claim(operation="ocr", worker=WORKER_ID, lease_seconds=60)
-    service.finish([AttemptResult(ocr, ok=True, text="ocr output", note="warning: low contrast")])
+    service.finish([(ocr, Outcome(ok=True, text="ocr output", note="warning: low contrast"))])
     items["ocr"] = ocr.item_id
     service.heartbeat(WORKER_ID, [running.token], lease_seconds=60, current=[running.item_id], done=4)
     service.register_worker("host:4343:aaaa", operation="ocr", lease_seconds=30)
@@ -255,13 +255,13 @@ def test_round_trip_through_postgresql(source: Source, pg_url: str, tmp_path: Pa
     assert table_rows(back) == before
 
 
-def test_migrate_is_a_hidden_alias(source: Source, tmp_path: Path) -> None:
-    target = str(tmp_path / "migrated.db")
-    result = ok(docq(source.db, "migrate", "--to", target))
-    assert result.stdout.startswith("Copied 6 documents, 7 queue_items, ")
-    assert table_rows(target) == table_rows(source.db)
-    listing = ok(runner.invoke(app, ["--help"])).stdout
-    assert "copy" in listing and "migrate" not in listing
+def test_migrate_with_to_points_at_copy(source: Source, tmp_path: Path) -> None:
+    """``docq migrate`` upgrades a schema in place; ``--to`` belongs to ``docq copy``."""
+    target = tmp_path / "migrated.db"
+    result = docq(source.db, "migrate", "--to", str(target))
+    assert result.exit_code == 2, result.output
+    assert "docq copy --to" in result.stderr
+    assert not target.exists()
 
 
 def test_copy_of_a_queue_larger_than_a_batch(db_target: str, tmp_path: Path) -> None:
@@ -270,10 +270,7 @@ def test_copy_of_a_queue_larger_than_a_batch(db_target: str, tmp_path: Path) -> 
     facts = [FileFacts(f"/srv/docs/{n:05}.txt", n, f"{n:064x}", "text/plain") for n in range(4500)]
     service.add_documents(facts)
     service.finish(
-        [
-            AttemptResult(lease, ok=True)
-            for lease in service.claim(limit=2100, worker=WORKER_ID, lease_seconds=60)
-        ]
+        [(lease, Outcome(ok=True)) for lease in service.claim(limit=2100, worker=WORKER_ID, lease_seconds=60)]
     )
     service.close()
     before = table_rows(db)
@@ -302,10 +299,7 @@ def test_ids_of_purged_items_are_not_reused_after_a_copy(tmp_path: Path) -> None
     service.add_documents([write_file(files, "kept.txt", "kept\n")], operation="ocr")  # item 1 stays
     service.add_documents([write_file(files, f"{n}.txt", f"{n}\n") for n in range(3)])  # items 2-4
     service.finish(
-        [
-            AttemptResult(lease, ok=True)
-            for lease in service.claim(limit=3, worker=WORKER_ID, lease_seconds=60)
-        ]
+        [(lease, Outcome(ok=True)) for lease in service.claim(limit=3, worker=WORKER_ID, lease_seconds=60)]
     )
     service.close()
     ok(docq(db, "purge", "--older-than", "0s", "--yes"))

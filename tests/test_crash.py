@@ -66,7 +66,7 @@ def owned_by(attempt: dict[str, Any], worker: WorkerProcess) -> bool:
 
 
 def no_children_left(procs: Processes) -> None:
-    """Wait until no process of this test runs ``docq.child`` (or a command) any more."""
+    """Wait until no process of this test runs ``docq.worker.child_main`` (or a command) any more."""
     wait_until(lambda: not procs.marked(), 15, f"orphans to die: {procs.marked()}")
 
 
@@ -204,7 +204,7 @@ def test_child_dies_with_its_worker(
 
         def running() -> list[int]:
             marked = procs.marked()
-            child = [pid for pid, cmd in marked.items() if "docq.child" in cmd]
+            child = [pid for pid, cmd in marked.items() if "docq.worker.child_main" in cmd]
             command = [pid for pid, cmd in marked.items() if script in cmd]
             return child + command if child and command else []
 
@@ -436,7 +436,7 @@ SLOW_START = """
 import time
 try:
     with open("/proc/self/cmdline", "rb") as cmdline:
-        if b"docq.child" in cmdline.read():
+        if b"docq.worker.child_main" in cmdline.read():
             time.sleep(1.0)  # a cold start on a loaded machine
 except OSError:
     pass

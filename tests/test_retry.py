@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from docq.config import Settings
-from docq.leases import AttemptResult, Lease
+from docq.items import Lease, Result
 from docq.processing import FileFacts
 from docq.queue import DocumentQueueService, Queued
 from docq.retry import JITTER, RetryPolicy
@@ -142,7 +142,7 @@ def claim(service: DocumentQueueService) -> list[Lease]:
 
 
 def fail(service: DocumentQueueService, lease: Lease, error: str = "boom", *, permanent: bool = False) -> str:
-    [verdict] = service.finish([AttemptResult(lease, ok=False, error=error, permanent=permanent)])
+    [verdict] = service.finish([(lease, Result(ok=False, error=error, permanent=permanent))])
     return verdict
 
 
@@ -180,7 +180,7 @@ def test_a_waiting_item_is_claimed_only_once_due(service: DocumentQueueService, 
     clock.now = due - 0.001
     assert claim(service) == []
     assert service.get_pending_items() == []
-    assert service.next_due_at() == pytest.approx(due)
+    assert service.next_due_in() == pytest.approx(0.001, abs=1e-6)
     clock.now = due
     [again] = claim(service)
 

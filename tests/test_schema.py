@@ -15,13 +15,23 @@ from typing import Any
 import pytest
 
 from docq import schema
+from docq.backends.sqlite import APPLICATION_ID, SqliteBackend
 from docq.config import Settings
 from docq.db import Database
 from docq.errors import DatabaseError
 from docq.processing import FileFacts
 from docq.queue import DocumentQueueService, Queued
 
-DOCQ_TABLES = {"documents", "queue_items", "attempts", "item_outputs", "workers", "queue_counts", "docq_meta"}
+DOCQ_TABLES = {
+    "documents",
+    "queue_items",
+    "attempts",
+    "item_outputs",
+    "workers",
+    "queue_counts",
+    "docq_meta",
+    "docq_migrations",
+}
 
 
 def open_queue(target: str, **settings: Any) -> DocumentQueueService:
@@ -58,7 +68,7 @@ def test_a_new_sqlite_database_gets_the_schema(db_path: str) -> None:
         meta = db.read(lambda tx: tx.scalar("SELECT value FROM docq_meta WHERE key = 'schema_version'"))
 
     app_id, version, tables = sqlite_facts(db_path)
-    assert app_id == schema.APPLICATION_ID == 0x646F6371
+    assert app_id == APPLICATION_ID == 0x646F6371
     assert version == schema.SCHEMA_VERSION
     assert tables >= DOCQ_TABLES
     assert meta == str(schema.SCHEMA_VERSION)
@@ -71,7 +81,7 @@ def test_an_empty_file_is_a_new_database(tmp_path: Path) -> None:
     with Database(str(path)):
         pass
 
-    assert sqlite_facts(str(path))[:2] == (schema.APPLICATION_ID, schema.SCHEMA_VERSION)
+    assert sqlite_facts(str(path))[:2] == (APPLICATION_ID, schema.SCHEMA_VERSION)
 
 
 def test_opening_again_keeps_the_queue(db_target: str) -> None:
@@ -86,7 +96,7 @@ def test_opening_again_keeps_the_queue(db_target: str) -> None:
     finally:
         again.close()
     if not db_target.startswith("postgresql"):
-        assert sqlite_facts(db_target)[:2] == (schema.APPLICATION_ID, schema.SCHEMA_VERSION)
+        assert sqlite_facts(db_target)[:2] == (APPLICATION_ID, schema.SCHEMA_VERSION)
 
 
 def test_the_new_file_is_private(tmp_path: Path) -> None:
@@ -247,12 +257,21 @@ def test_processes_creating_the_same_new_database_at_once_all_succeed(db_target:
         service.close()
 
 
+@pytest.mark.parametrize(
+    "race_at",
+    [
+        # between docq's two reads of a new file (inside one read transaction)
+        "SELECT COUNT(*) FROM SQLITE_MASTER WHERE TYPE = 'TABLE'",
+        # after docq found the file empty, before it takes the write lock to create the schema
+        "PRAGMA AUTO_VACUUM=INCREMENTAL",
+    ],
+)
 def test_a_creator_committing_between_the_checks_is_not_mistaken_for_another_program(
-    db_path: str, monkeypatch: pytest.MonkeyPatch
+    db_path: str, monkeypatch: pytest.MonkeyPatch, race_at: str
 ) -> None:
-    """Makes the rare interleaving of two processes creating one database certain: right
-    after docq has read ``application_id`` from a new file, another real connection
-    creates the docq schema and commits (if the file's locks let it)."""
+    """Makes the rare interleavings of two processes creating one database certain: at
+    ``race_at``, another real connection creates the docq schema and commits (if the
+    file's locks let it). docq must neither call the file foreign nor create twice."""
     real_connect = sqlite3.connect
     statements: list[str] = []
 
@@ -260,13 +279,12 @@ def test_a_creator_committing_between_the_checks_is_not_mistaken_for_another_pro
         conn: sqlite3.Connection = real_connect(*args, **kwargs)
 
         def trace(sql: str) -> None:
-            statements.append(sql.strip().upper())
-            after_the_mark = len(statements) >= 2 and statements[-2] == "PRAGMA APPLICATION_ID"
-            if after_the_mark and "raced" not in statements:
+            statements.append(" ".join(sql.split()).upper())
+            if statements[-1] == race_at and "raced" not in statements:
                 statements.append("raced")
                 other = real_connect(db_path, timeout=0.2, isolation_level=None)
                 try:
-                    schema.ensure(other, "sqlite", db_path)
+                    schema.ensure(other, SqliteBackend(), db_path)
                 except sqlite3.OperationalError:
                     pass  # docq holds a lock now: it serialises creation, which is what we want
                 finally:
@@ -280,7 +298,13 @@ def test_a_creator_committing_between_the_checks_is_not_mistaken_for_another_pro
     Database(db_path).close()
 
     assert "raced" in statements
-    assert sqlite_facts(db_path)[:2] == (schema.APPLICATION_ID, schema.SCHEMA_VERSION)
+    assert sqlite_facts(db_path)[:2] == (APPLICATION_ID, schema.SCHEMA_VERSION)
+    conn = real_connect(db_path)
+    try:
+        migrations = conn.execute("SELECT version FROM docq_migrations ORDER BY version").fetchall()
+    finally:
+        conn.close()
+    assert migrations == [(1,), (2,)]  # created once
 
 
 # --- PostgreSQL --------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import pytest
 from docq import maintenance
 from docq.config import Settings
 from docq.errors import DocqError, InvalidTransition, NotFoundError, UsageError
-from docq.leases import AttemptResult, Lease
+from docq.items import Lease, Result
 from docq.processing import FileFacts, extractor_version
 from docq.queue import DocumentQueueService, Queued, Skipped
 from docq.retry import RetryPolicy
@@ -128,12 +128,12 @@ def claim_one(
 
 def complete(service: DocumentQueueService, lease: Lease, text: str = "text", **metadata: Any) -> str:
     """Finish ``lease`` with an extraction (text and metadata on the document)."""
-    [verdict] = service.finish([AttemptResult(lease, ok=True, text=text, metadata=dict(metadata))])
+    [verdict] = service.finish([(lease, Result(ok=True, text=text, metadata=dict(metadata)))])
     return verdict
 
 
 def fail(service: DocumentQueueService, lease: Lease, error: str = "boom", *, permanent: bool = False) -> str:
-    [verdict] = service.finish([AttemptResult(lease, ok=False, error=error, permanent=permanent)])
+    [verdict] = service.finish([(lease, Result(ok=False, error=error, permanent=permanent))])
     return verdict
 
 
@@ -183,7 +183,7 @@ def let_leases_expire(service: DocumentQueueService, clock: Clock, item_ids: Seq
     """Move time past the leases of ``item_ids``: the injected clock on SQLite; on
     PostgreSQL, wait (briefly: they were taken for SHORT_LEASE) until the server's clock
     has passed the latest stored expiry."""
-    if service.db.backend == "sqlite":
+    if service.db.backend.name == "sqlite":
         clock.advance(LEASE * 10)
         return
     expiry = max(float(item(service, item_id)["lease_expires_at"]) for item_id in item_ids)
@@ -316,7 +316,7 @@ def test_a_batch_is_one_transaction(service: DocumentQueueService, root: Path) -
         facts(root / "c.pdf"),
     ]
     errors: tuple[type[BaseException], ...] = (DocqError, sqlite3.Error)
-    if service.db.backend == "postgresql":
+    if service.db.backend.name == "postgresql":
         import psycopg
 
         errors += (psycopg.Error,)
@@ -865,7 +865,7 @@ def test_claim_leases_and_marks_the_document_processing(service: DocumentQueueSe
         assert row["started_at"] == pytest.approx(lease.started_at)
         assert row["lease_expires_at"] == pytest.approx(lease.started_at + LEASE)
         assert document(service, lease.document_id)["status"] == "processing"
-    if service.db.backend == "sqlite":
+    if service.db.backend.name == "sqlite":
         assert first.started_at == START
 
 
@@ -898,7 +898,7 @@ def test_a_late_workers_result_is_discarded(service: DocumentQueueService, clock
 def test_finishing_the_same_result_twice_is_recognised(service: DocumentQueueService, root: Path) -> None:
     queued = add(service, root / "a.pdf")
     lease = claim_one(service)
-    result = AttemptResult(lease, ok=True, text="once", metadata={"extractor_version": "v"})
+    result = (lease, Result(ok=True, text="once", metadata={"extractor_version": "v"}))
 
     assert service.finish([result]) == ["completed"]
     assert service.finish([result]) == ["completed"]
@@ -910,7 +910,7 @@ def test_finishing_the_same_result_twice_is_recognised(service: DocumentQueueSer
 def test_a_recognised_own_commit_is_recorded_once(service: DocumentQueueService, root: Path) -> None:
     queued = add(service, root / "a.pdf")
     lease = claim_one(service)
-    result = AttemptResult(lease, ok=True, text="once", metadata={"extractor_version": "v"})
+    result = (lease, Result(ok=True, text="once", metadata={"extractor_version": "v"}))
     service.finish([result])
 
     service.finish([result])
@@ -995,7 +995,7 @@ def test_heartbeat_renews_only_the_callers_leases(
     renewed = item(service, mine.item_id)["lease_expires_at"]
     assert renewed > before[mine.item_id] + 500
     assert item(service, theirs.item_id)["lease_expires_at"] == before[theirs.item_id]
-    if service.db.backend == "sqlite":
+    if service.db.backend.name == "sqlite":
         assert renewed == START + 10 + 600
 
 
@@ -1012,7 +1012,7 @@ def test_heartbeat_reports_cancel_requests(service: DocumentQueueService, root: 
     assert bool(item(service, mine.item_id)["cancel_requested"]) is True
     assert bool(item(service, other.item_id)["cancel_requested"]) is False
     assert item(service, mine.item_id)["status"] == "in_progress"
-    stopped = AttemptResult(held[0], ok=False, error="cancelled", cancelled=True)
+    stopped = (held[0], Result(ok=False, error="cancelled", cancelled=True))
     assert service.finish([stopped]) == ["cancelled"]
     assert item(service, mine.item_id)["status"] == "cancelled"
     assert document(service, mine.document_id)["status"] == "cancelled"
@@ -1173,7 +1173,7 @@ def _purge_scene(service: DocumentQueueService, root: Path) -> dict[str, Queued]
     service.release([leases[scene["dropped"].item_id], leases[scene["waiting"].item_id]])
     service.cancel([scene["dropped"].item_id])
     ocr = claim_one(service, operation="ocr")
-    service.finish([AttemptResult(ocr, ok=True, text="stdout", note="stderr")])
+    service.finish([(ocr, Result(ok=True, text="stdout", note="stderr"))])
     service.reprocess([str(scene["kept"].document_id)])
     return scene
 
@@ -1271,7 +1271,7 @@ def _finish_many(service: DocumentQueueService, root: Path, count: int) -> None:
     service.add_documents([facts(root / f"{n}.pdf", f"{n:064d}") for n in range(count)])
     leases = service.claim(limit=count, worker="w1", lease_seconds=LEASE)
     assert len(leases) == count
-    service.finish([AttemptResult(lease, ok=True, text="t", metadata={}) for lease in leases])
+    service.finish([(lease, Result(ok=True, text="t", metadata={})) for lease in leases])
 
 
 def test_purge_across_the_batch_boundary(service: DocumentQueueService, clock: Clock, root: Path) -> None:
@@ -1381,9 +1381,9 @@ def test_stats_throughput_and_mean_processing_time(service: DocumentQueueService
 
     service.finish(
         [
-            AttemptResult(first, ok=True, text="a", metadata={}, seconds=4.0),
-            AttemptResult(second, ok=True, text="b", metadata={}, seconds=6.0),
-            AttemptResult(third, ok=False, error="bad", permanent=True, seconds=100.0),
+            (first, Result(ok=True, text="a", metadata={}, seconds=4.0)),
+            (second, Result(ok=True, text="b", metadata={}, seconds=6.0)),
+            (third, Result(ok=False, error="bad", permanent=True, seconds=100.0)),
         ]
     )
 
@@ -1397,10 +1397,10 @@ def test_stats_throughput_covers_the_last_hour(
     service: DocumentQueueService, clock: Clock, root: Path
 ) -> None:
     add(service, root / "old.pdf")
-    service.finish([AttemptResult(claim_one(service), ok=True, metadata={}, seconds=2.0)])
+    service.finish([(claim_one(service), Result(ok=True, metadata={}, seconds=2.0))])
     clock.advance(1800)
     add(service, root / "new.pdf")
-    service.finish([AttemptResult(claim_one(service), ok=True, metadata={}, seconds=8.0)])
+    service.finish([(claim_one(service), Result(ok=True, metadata={}, seconds=8.0))])
     clock.advance(1800)  # the first finished exactly an hour ago: still counted
 
     stats = service.get_queue_stats()

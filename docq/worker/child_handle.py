@@ -1,10 +1,10 @@
-"""The worker's side of its child processes (see `docq.child`).
+"""The worker's handle on one child process (the child runs `docq.worker.child_main`).
 
-A `Child` is one warm process that runs jobs one after another. The worker hands it a
-chunk of leased items, reads one ``done`` message per item, and knows which item is
-running now and since when, so that it can kill the child (and any command's process
-group) when that item times out or is cancelled. A child that dies takes only its
-current item with it: the worker names the signal and starts a fresh child.
+A `ChildHandle` is one warm process that runs jobs one after another. The worker hands
+it a chunk of leased items, reads one `Done` per item, and knows which item is running
+now and since when, so that it can kill the child (and any command's process group) when
+that item times out or is cancelled. A child that dies takes only its current item with
+it: the worker names the signal and starts a fresh child.
 """
 
 from __future__ import annotations
@@ -17,11 +17,34 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
 
-from docq.child import MEMORY_EXIT
-from docq.leases import Lease
-from docq.operations import Handler, Job, kill_group, signal_name
+from docq.items import Lease, Result
+from docq.worker.commands import kill_group, signal_name
+from docq.worker.protocol import (
+    MEMORY_EXIT,
+    Done,
+    Exit,
+    Handler,
+    Job,
+    Ready,
+    Run,
+    Setup,
+    Skip,
+    Skipped,
+    Started,
+    ToChild,
+    ToWorker,
+)
+
+
+@dataclass(frozen=True)
+class Received:
+    """What a child has said since it was last asked: the items it finished (each with
+    its result, timed), the queued items it dropped on request, and how it died, if it did."""
+
+    finished: list[tuple[Lease, Result]]
+    dropped: list[Lease]
+    death: Death | None
 
 
 @dataclass(frozen=True)
@@ -38,15 +61,16 @@ STARTUP_GRACE = 30.0
 item's timeout starts counting down."""
 
 
-class Child:
+class ChildHandle:
     """One child process and the leased items it has been given, in order."""
 
     def __init__(self, handler: Handler, memory_limit: int | None, *, quiet: bool = True) -> None:
         to_child_read, to_child_write = os.pipe()
         from_child_read, from_child_write = os.pipe()
         sink = subprocess.DEVNULL if quiet else None
+        program = "docq.worker.child_main"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "docq.child", str(to_child_read), str(from_child_write), str(os.getpid())],
+            [sys.executable, "-m", program, str(to_child_read), str(from_child_write), str(os.getpid())],
             pass_fds=(to_child_read, from_child_write),
             stdin=subprocess.DEVNULL,
             stdout=sink,
@@ -57,7 +81,7 @@ class Child:
         os.close(from_child_write)
         self.inbox = Connection(from_child_read, writable=False)
         self._outbox = Connection(to_child_write, readable=False)
-        self._outbox.send((handler, memory_limit))
+        self._send(Setup(handler, memory_limit))
         self.assigned: deque[Lease] = deque()
         self.spawned_at = time.monotonic()
         self.ready = False  # until the child says so, its start-up is not any item's time
@@ -74,20 +98,20 @@ class Child:
         """Whether the child has items to run."""
         return bool(self.assigned)
 
+    def _send(self, message: ToChild) -> None:
+        self._outbox.send(message)
+
     def assign(self, leases: list[Lease]) -> None:
         """Send a chunk of items; the first starts now if the child was idle."""
         if not self.assigned and self.ready:
             self.head_started = time.monotonic()
         self.assigned.extend(leases)
-        jobs = [
-            Job(lease.item_id, lease.document_id, lease.path, lease.attempt, lease.sha256) for lease in leases
-        ]
-        self._outbox.send(("run", jobs))
+        self._send(Run([Job.of(lease) for lease in leases]))
 
     def skip(self, item_ids: list[int] | None) -> None:
         """Ask the child to drop these queued items (None: all) unless they started; it
-        answers with a ``("skipped", ids)`` message, and `receive` takes them off ``assigned``."""
-        self._outbox.send(("skip", item_ids))
+        answers `Skipped`, and `receive` takes them off ``assigned``."""
+        self._send(Skip(None if item_ids is None else frozenset(item_ids)))
 
     def deadline(self, timeout: float) -> float:
         """When the running item times out (a child that never became ready gets
@@ -96,40 +120,42 @@ class Child:
             return self.spawned_at + timeout + STARTUP_GRACE
         return self.head_started + timeout
 
-    def receive(self) -> tuple[list[tuple[Any, ...]], Death | None]:
-        """Every message the child has sent so far (call when its inbox is readable),
-        and how it died if it is gone. Its unfinished items stay in ``assigned``."""
-        messages: list[tuple[Any, ...]] = []
+    def receive(self) -> Received:
+        """Everything the child has sent so far (call when its inbox is readable), in the
+        worker's terms. Items it has not finished or dropped stay in ``assigned``."""
+        finished: list[tuple[Lease, Result]] = []
+        dropped: list[Lease] = []
         try:
             while self.inbox.poll():
-                message = self.inbox.recv()
-                kind = message[0]
-                if kind == "ready":
-                    self.ready = True
-                    self.head_started = time.monotonic()
-                elif kind == "started":
-                    self.command_group = message[2]
-                elif kind == "done":
-                    self.command_group = None
-                elif kind == "skipped":
-                    self._drop(set(message[1]))
-                messages.append(message)
+                message: ToWorker = self.inbox.recv()
+                match message:
+                    case Ready():
+                        self.ready = True
+                        self.head_started = time.monotonic()
+                    case Started(_, pgid):
+                        self.command_group = pgid
+                    case Done(_, result):
+                        self.command_group = None
+                        now = time.monotonic()
+                        finished.append((self.assigned.popleft(), result.timed(now - self.head_started)))
+                        self.head_started = now  # the next item starts now
+                    case Skipped(item_ids):
+                        dropped.extend(self._drop(set(item_ids)))
         except (EOFError, OSError):
-            return messages, self._death()
-        return messages, None
+            return Received(finished, dropped, self._death())
+        return Received(finished, dropped, None)
 
-    def _drop(self, item_ids: set[int]) -> None:
+    def _drop(self, item_ids: set[int]) -> list[Lease]:
         head = self.assigned[0] if self.assigned else None
-        kept = [lease for lease in self.assigned if lease.item_id not in item_ids]
-        self.assigned = deque(kept)
+        dropped = [lease for lease in self.assigned if lease.item_id in item_ids]
+        self.assigned = deque(lease for lease in self.assigned if lease.item_id not in item_ids)
         if self.assigned and self.assigned[0] is not head:  # the next item starts now
             self.head_started = time.monotonic()
+        return dropped
 
-    def finished_head(self) -> Lease:
-        """Pop the item that just finished; the next one starts now."""
-        lease = self.assigned.popleft()
-        self.head_started = time.monotonic()
-        return lease
+    def running_for(self) -> float:
+        """Seconds the item at the head of ``assigned`` has been running."""
+        return time.monotonic() - self.head_started
 
     def kill(self) -> None:
         """Kill the child, its process group and any command's process group, at once."""
@@ -141,7 +167,7 @@ class Child:
     def stop(self, timeout: float = 2.0) -> None:
         """Ask the child to exit; kill it if it has not within ``timeout`` seconds."""
         try:
-            self._outbox.send(("exit",))
+            self._send(Exit())
         except OSError:
             pass  # already gone
         if not self._reap(timeout=timeout):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import wait
@@ -23,11 +22,13 @@ from typing import Any
 from docq.config import GiB, Settings
 from docq.db import DatabaseLike
 from docq.errors import DatabaseBusy, DatabaseUnreachable
-from docq.leases import AttemptResult, Lease, Verdict, error_text, new_worker_id
-from docq.operations import Handler, HandlerOutcome, handler_for
-from docq.pool import Child, Death
+from docq.items import Lease, Result, Verdict
+from docq.leases import new_worker_id
 from docq.queue import DocumentQueueService
-from docq.waker import Waker
+from docq.worker.crew import Crew
+from docq.worker.handlers import handler_for
+from docq.worker.protocol import Handler
+from docq.worker.waker import Waker
 
 log = logging.getLogger("docq.worker")
 
@@ -61,12 +62,21 @@ class WorkSummary:
 
 @dataclass(frozen=True)
 class ItemEvent:
-    """One attempt, recorded: what it was, what became of it, how long it ran."""
+    """One attempt, recorded: the item, how the attempt ended, and what became of it."""
 
     lease: Lease
+    result: Result
     verdict: Verdict
-    error: str | None
-    seconds: float
+
+    @property
+    def error(self) -> str | None:
+        """The error as stored in the item's history (None for a success)."""
+        return self.result.stored_error
+
+    @property
+    def seconds(self) -> float:
+        """How long the attempt ran."""
+        return self.result.seconds or 0.0
 
 
 @dataclass(frozen=True)
@@ -112,20 +122,26 @@ def process_document_queue(
     )
     service = DocumentQueueService(db if db is not None else settings.db, settings=settings)
     try:
-        return Worker(service, settings, options, handler, on_event=on_event).run()
+        return WorkLoop(service, settings, options, handler, on_event=on_event).run()
     finally:
         service.close()
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Finished:
-    result: AttemptResult
-    seconds: float
+    """A finished attempt waiting to be recorded, and when it finished (monotonic)."""
+
+    lease: Lease
+    result: Result
     at: float
 
 
-class Worker:
-    """The loop behind `process_document_queue`. Use once: construct, then `run`."""
+class WorkLoop:
+    """The loop behind `process_document_queue`. Use once: construct, then `run`.
+
+    It owns the talk with the database (claims, results, heartbeats, giving items back)
+    and the decision to stop; its `Crew` owns the child processes.
+    """
 
     def __init__(
         self,
@@ -140,22 +156,26 @@ class Worker:
         self.settings = settings
         self.options = options
         self.on_event = on_event
-        self.handler = handler
         self.id = new_worker_id(secrets.token_hex(2))
         self.summary = WorkSummary()
-        self.children: list[Child | None] = [None] * settings.concurrency
-        self.backlog: deque[Lease] = deque()  # claimed, not yet handed to a child
+        self.crew = Crew(
+            handler,
+            size=settings.concurrency,
+            timeout=settings.timeout,
+            memory_limit=_memory_limit(settings, handler),
+            quiet=options.quiet_children,
+            on_finished=self._finished,
+            on_returned=self._give_back,
+        )
         self.held: dict[int, Lease] = {}  # every item we hold a lease on, by id
         self.results: list[_Finished] = []  # finished, not yet recorded
         self.claimed_total = 0
-        self.chunk = 1  # grows with the observed speed of items (see _finished)
         self.mean_seconds: float | None = None
         self.next_claim_at = 0.0
         self.next_heartbeat_at = 0.0
         self.db_retry_at = 0.0
         self.db_failures = 0
         self.claim_came_back_empty = False
-        self.cancelling: set[int] = set()  # asked a child to drop these; cancelled when it does
         self.seen: set[int] = set()  # items with a recorded attempt in this run
         self.stopping = False
         self.grace_deadline = 0.0
@@ -190,19 +210,18 @@ class Worker:
         max_seconds = self.options.max_seconds
         if not self.stopping and (self.waker.signals == 1 or (max_seconds and now - started >= max_seconds)):
             self._begin_stop(now)
-        if self.stopping and (not self._running() or now >= self.grace_deadline):
+        if self.stopping and (not self.crew.running() or now >= self.grace_deadline):
             return False
         if now >= self.db_retry_at:
             self._exchange(now)
-        self._dispatch()
+        self.crew.dispatch()
         if not self.held and not self.stopping:
             out_of_items = self.options.max_items is not None and self.claimed_total >= self.options.max_items
             if out_of_items or (self.claim_came_back_empty and not self.options.loop):
                 return False
         if now >= self.next_heartbeat_at and now >= self.db_retry_at:
             self._heartbeat(now)
-        waitables: list[Any] = [child.inbox for child in self.children if child is not None and child.busy]
-        waitables.append(self.waker.fileno())
+        waitables: list[Any] = [*self.crew.inboxes(), self.waker.fileno()]
         if listener is not None:
             waitables.append(listener)
         ready = wait(waitables, self._sleep_for(time.monotonic()))
@@ -210,29 +229,21 @@ class Worker:
             self.next_claim_at = 0.0  # an enqueue was announced: claim now
         if self.waker.fileno() in ready:
             self.waker.drain()
-        for slot, child in enumerate(self.children):
-            if child is not None and child.inbox in ready:
-                self._receive(slot, child)
-        self._enforce_timeouts(time.monotonic())
+        self.crew.receive(ready)
+        self.crew.enforce_timeouts(time.monotonic())
         return True
-
-    def _running(self) -> int:
-        return sum(len(child.assigned) for child in self.children if child is not None)
 
     def _sleep_for(self, now: float) -> float:
         """Seconds until the loop has something to do (a child's message wakes it sooner)."""
         db_ready = max(self.db_retry_at, now)  # while the database is away, do not spin
-        deadlines = [max(self.next_heartbeat_at, db_ready)]
+        deadlines = [max(self.next_heartbeat_at, db_ready), *self.crew.deadlines()]
         if self.results:
             deadlines.append(max(self.results[0].at + FLUSH_DELAY, db_ready))
         if self._claim_room() > 0:
             deadlines.append(max(self.next_claim_at, db_ready))
         if self.stopping:
             deadlines.append(self.grace_deadline)
-        for child in self.children:
-            if child is not None and child.busy:
-                deadlines.append(child.deadline(self.settings.timeout))
-        if self.backlog and any(child is None or self._has_room(child) for child in self.children):
+        if self.crew.can_dispatch():
             deadlines.append(now)
         return max(0.0, min(deadlines) - now)
 
@@ -242,14 +253,15 @@ class Worker:
         """How many more items to claim now: enough that no child waits for work."""
         if self.stopping:
             return 0
-        want = self.settings.concurrency * self.chunk
-        if len(self.backlog) >= want:
+        want = self.settings.concurrency * self.crew.chunk
+        waiting = len(self.crew.backlog)
+        if waiting >= want:
             return 0
         # Each child runs a chunk with one more queued behind it, so it never waits for
         # the worker. Quick items keep one chunk more in hand, to ride out a slow commit;
         # slow ones do not, so that other workers (other hosts) find them waiting.
         quick = self.mean_seconds is not None and self.mean_seconds < SLOW_ITEM
-        room = (3 if quick else 2) * want - len(self.backlog) - self._running()
+        room = (3 if quick else 2) * want - waiting - self.crew.running()
         if self.options.max_items is not None:
             room = min(room, self.options.max_items - self.claimed_total)
         return max(room, 0)
@@ -259,7 +271,7 @@ class Worker:
         flush_due = bool(self.results) and (
             len(self.results) >= FLUSH_SIZE
             or now - self.results[0].at >= FLUSH_DELAY
-            or not self._running()
+            or not self.crew.running()
             or self.stopping
         )
         room = self._claim_room()
@@ -269,7 +281,7 @@ class Worker:
         batch = self.results if flush_due else []
         outcome = self._guard(
             lambda: self.service.exchange(
-                [f.result for f in batch],
+                [(f.lease, f.result) for f in batch],
                 operation=self.options.operation,
                 limit=limit,
                 worker=self.id,
@@ -284,9 +296,8 @@ class Worker:
             self._report(batch, verdicts)
         if limit:
             self.claimed_total += len(claimed)
-            for lease in claimed:
-                self.held[lease.item_id] = lease
-                self.backlog.append(lease)
+            self.held.update((lease.item_id, lease) for lease in claimed)
+            self.crew.add(claimed)
             self.claim_came_back_empty = not claimed
             self.next_claim_at = now if len(claimed) == limit else now + self._idle_wait()
 
@@ -294,27 +305,23 @@ class Worker:
         """How long to wait before claiming again after a claim found less than asked."""
         if not self.options.loop:
             return 0.05
-        due = self._guard(lambda: self.service.next_due_at(self.options.operation))
-        wait_for = self.settings.poll_interval
-        if due is not None:
-            wait_for = min(wait_for, max(0.0, due - self.service.now()))
-        return wait_for
+        due = self._guard(lambda: self.service.next_due_in(self.options.operation))
+        return self.settings.poll_interval if due is None else min(self.settings.poll_interval, due)
 
     def _heartbeat(self, now: float) -> None:
         self.next_heartbeat_at = now + self.settings.lease / 3
         tokens = {lease.token for lease in self.held.values()}
-        current = [child.assigned[0].item_id for child in self.children if child is not None and child.busy]
         cancelled = self._guard(
             lambda: self.service.heartbeat(
                 self.id,
                 tokens,
                 lease_seconds=self.settings.lease,
-                current=current,
+                current=self.crew.current_items(),
                 done=self.summary.processed,
             )
         )
         if cancelled:
-            self._cancel(cancelled)
+            self.crew.cancel(cancelled)
 
     def _guard(self, call: Callable[[], Any]) -> Any:
         """Run a database call; if the database is busy or unreachable past the lock
@@ -341,7 +348,7 @@ class Worker:
             "cancelled": "cancelled",
         }
         for finished, verdict in zip(batch, verdicts, strict=True):
-            lease = finished.result.lease
+            lease = finished.lease
             self.held.pop(lease.item_id, None)
             if verdict == "discarded":
                 self.summary.discarded += 1
@@ -349,7 +356,7 @@ class Worker:
                     "item %d: result discarded: its lease expired and another worker took it over "
                     "(this attempt ran %.1fs; consider a longer --lease)",
                     lease.item_id,
-                    finished.seconds,
+                    finished.result.seconds or 0.0,
                 )
             else:
                 self.summary.processed += 1
@@ -359,140 +366,15 @@ class Worker:
                 name = counters[verdict]
                 setattr(self.summary, name, getattr(self.summary, name) + 1)
             if self.on_event is not None:
-                error = None if finished.result.ok else error_text(finished.result, verdict)
-                self.on_event(ItemEvent(lease, verdict, error, finished.seconds))
+                self.on_event(ItemEvent(lease, finished.result, verdict))
 
-    # --- children -------------------------------------------------------------------
-
-    def _dispatch(self) -> None:
-        """Hand claimed items to children, the least loaded first, sharing them out so
-        that every child runs something before any gets a second chunk."""
-        while self.backlog:
-            open_slots = [
-                slot for slot, child in enumerate(self.children) if child is None or self._has_room(child)
-            ]
-            if not open_slots:
-                return
-            slot = min(open_slots, key=self._load)
-            child = self.children[slot]
-            if child is None:
-                child = self.children[slot] = Child(
-                    self.handler, self._memory_limit(), quiet=self.options.quiet_children
-                )
-            size = max(1, min(self.chunk, len(self.backlog) // len(open_slots)))
-            child.assign([self.backlog.popleft() for _ in range(size)])
-
-    def _load(self, slot: int) -> int:
-        child = self.children[slot]
-        return 0 if child is None else len(child.assigned)
-
-    def _has_room(self, child: Child) -> bool:
-        """A child is given a chunk while it has at most one chunk to run, so the next
-        chunk is already waiting in its pipe when it finishes the current one."""
-        return len(child.assigned) <= self.chunk
-
-    def _memory_limit(self) -> int | None:
-        limit = self.settings.memory_limit
-        if limit is None:  # default: cap the parsers, not a user's own command
-            return None if self.handler.kind == "command" else DEFAULT_MEMORY_LIMIT
-        return limit or None
-
-    def _receive(self, slot: int, child: Child) -> None:
-        messages, death = child.receive()
-        for message in messages:
-            if message[0] == "done":
-                started = child.head_started
-                lease = child.finished_head()
-                self.cancelling.discard(lease.item_id)  # it had started before the cancel reached it
-                self._finished(lease, message[2], time.monotonic() - started)
-            elif message[0] == "skipped":
-                self._skipped([self.held[item_id] for item_id in message[1] if item_id in self.held])
-        if death is not None:
-            self._lost_child(slot, child, death)
-
-    def _skipped(self, leases: list[Lease]) -> None:
-        """Items a child dropped before starting them: cancelled ones are recorded as
-        such; the rest (a shutdown) go back to the queue."""
-        back = []
-        for lease in leases:
-            if lease.item_id in self.cancelling:
-                self.cancelling.discard(lease.item_id)
-                self._finished(lease, HandlerOutcome(ok=False, error="cancelled"), 0.0, cancelled=True)
-            else:
-                back.append(lease)
-        self._give_back(back)
-
-    def _finished(
-        self, lease: Lease, outcome: HandlerOutcome, seconds: float, cancelled: bool = False
-    ) -> None:
-        result = AttemptResult(
-            lease,
-            ok=outcome.ok,
-            text=outcome.text,
-            metadata=outcome.metadata,
-            note=outcome.note,
-            error=outcome.error,
-            permanent=outcome.permanent,
-            cancelled=cancelled,
-            seconds=seconds,
-        )
-        self.results.append(_Finished(result, seconds, time.monotonic()))
+    def _finished(self, lease: Lease, result: Result) -> None:
+        """Keep a finished attempt to record with the next group, and learn how fast items
+        go: quick items are handed to children in chunks of about ``CHUNK_TARGET`` seconds."""
+        self.results.append(_Finished(lease, result, time.monotonic()))
+        seconds = result.seconds or 0.0
         self.mean_seconds = seconds if self.mean_seconds is None else 0.8 * self.mean_seconds + 0.2 * seconds
-        self.chunk = max(1, min(MAX_CHUNK, int(CHUNK_TARGET / max(self.mean_seconds, 1e-6))))
-
-    def _lost_child(self, slot: int, child: Child, death: Death) -> None:
-        """A child died: its running item failed (transient); its queued items go back."""
-        self.children[slot] = None
-        if death.blame_current and child.assigned:
-            lease = child.assigned.popleft()
-            log.debug("item %d: %s (%s)", lease.item_id, death.reason, lease.path)
-            seconds = time.monotonic() - child.head_started
-            self._finished(lease, HandlerOutcome(ok=False, error=death.reason), seconds)
-        self.backlog.extendleft(reversed(child.assigned))
-        child.assigned.clear()
-
-    def _enforce_timeouts(self, now: float) -> None:
-        for slot, child in enumerate(self.children):
-            if child is None or not child.busy or now < child.deadline(self.settings.timeout):
-                continue
-            child.kill()
-            self.children[slot] = None
-            lease = child.assigned.popleft()
-            if child.ready:
-                error = f"timeout: stopped after {self.settings.timeout:g}s"
-            else:
-                error = f"worker child did not start within {now - child.spawned_at:.0f}s"
-            log.debug("item %d: %s (%s)", lease.item_id, error, lease.path)
-            self._finished(lease, HandlerOutcome(ok=False, error=error), now - child.head_started)
-            self.backlog.extendleft(reversed(child.assigned))
-
-    def _cancel(self, item_ids: set[int]) -> None:
-        """Stop items whose cancellation was requested: kill the child that is running
-        one; ask a child to drop one that waits in its queue."""
-        cancelled = HandlerOutcome(ok=False, error="cancelled")
-        for lease in [lease for lease in self.backlog if lease.item_id in item_ids]:
-            self.backlog.remove(lease)
-            self._finished(lease, cancelled, 0.0, cancelled=True)
-        for slot, child in enumerate(self.children):
-            if child is None:
-                continue
-            queued = [lease.item_id for lease in child.assigned if lease.item_id in item_ids]
-            if not queued:
-                continue
-            running = child.assigned[0]
-            if not (child.ready and running.item_id in item_ids):
-                self.cancelling.update(queued)
-                child.skip(queued)
-                continue
-            child.kill()
-            self.children[slot] = None
-            self._finished(running, cancelled, time.monotonic() - child.head_started, cancelled=True)
-            rest = list(child.assigned)[1:]
-            for lease in rest:
-                if lease.item_id in item_ids:
-                    self._finished(lease, cancelled, 0.0, cancelled=True)
-            self.backlog.extendleft(reversed([lease for lease in rest if lease.item_id not in item_ids]))
-            child.assigned.clear()
+        self.crew.chunk = max(1, min(MAX_CHUNK, int(CHUNK_TARGET / max(self.mean_seconds, 1e-6))))
 
     # --- stopping -------------------------------------------------------------------
 
@@ -500,20 +382,17 @@ class Worker:
         """Stop claiming; give back what has not started; let running items finish."""
         self.stopping = True
         self.grace_deadline = now + self.settings.grace
-        running = sum(1 for child in self.children if child is not None and child.busy)
-        for child in self.children:
-            if child is not None and child.busy:
-                child.skip(None)  # only the item a child is running now may finish
+        running = self.crew.finish_running_only()
         if self.waker.signals:
             log.warning(
                 "stopping: letting %d running item(s) finish (up to %gs); signal again to stop now",
                 running,
                 self.settings.grace,
             )
-        self._give_back(list(self.backlog))
-        self.backlog.clear()
+        self._give_back(self.crew.take_backlog())
 
     def _give_back(self, leases: list[Lease]) -> None:
+        """Release items that never started (or must not finish) without charging an attempt."""
         if not leases:
             return
         released = self._guard(lambda: self.service.release(leases))
@@ -524,25 +403,24 @@ class Worker:
 
     def _shutdown(self) -> None:
         """Stop the children, record what finished, give back the rest, sign off."""
-        unfinished = list(self.backlog)
-        self.backlog.clear()
-        for child in self.children:
-            if child is None:
-                continue
-            if child.busy:
-                child.kill()
-                unfinished.extend(child.assigned)
-            else:
-                child.stop()
-        self.children = [None] * len(self.children)
+        unfinished = self.crew.shutdown()
         if self.results:
             batch, self.results = self.results, []
             outcome = self._guard(
                 lambda: self.service.exchange(
-                    [f.result for f in batch], worker=self.id, lease_seconds=self.settings.lease
+                    [(f.lease, f.result) for f in batch], worker=self.id, lease_seconds=self.settings.lease
                 )
             )
             if outcome is not None:
                 self._report(batch, outcome[0])
         self._give_back(unfinished)
         self._guard(lambda: self.service.worker_stopped(self.id, done=self.summary.processed))
+
+
+def _memory_limit(settings: Settings, handler: Handler) -> int | None:
+    """The children's address-space cap: the parsers get the default, a user's own
+    command none, unless ``--memory-limit`` says otherwise (0: none)."""
+    limit = settings.memory_limit
+    if limit is None:
+        return None if handler.kind == "command" else DEFAULT_MEMORY_LIMIT
+    return limit or None

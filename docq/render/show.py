@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from docq import render
-from docq.config import format_duration
+from docq.config import format_duration, iso
 from docq.paths import from_db
-from docq.render import shown_path, styled
-from docq.views import DocumentView, ItemView
+from docq.render import output
+from docq.render.output import escape, shown_path, styled
+
+if TYPE_CHECKING:
+    from docq.views import DocumentView, ItemView
 
 TEXT_PREVIEW_LINES = 12
 
@@ -26,18 +28,18 @@ def item_dict(view: ItemView) -> dict[str, Any]:
         "attempts": item.attempts,
         "max_attempts": item.max_attempts,
         "last_error": item.last_error,
-        "next_run_at": render.iso(item.next_run_at) if item.status == "pending" else None,
-        "created_at": render.iso(item.created_at),
-        "finished_at": render.iso(item.finished_at),
+        "next_run_at": iso(item.next_run_at) if item.status == "pending" else None,
+        "created_at": iso(item.created_at),
+        "finished_at": iso(item.finished_at),
         "worker": item.worker_id if item.status == "in_progress" else None,
-        "lease_expires_at": render.iso(item.lease_expires_at) if item.status == "in_progress" else None,
+        "lease_expires_at": iso(item.lease_expires_at) if item.status == "in_progress" else None,
         "cancel_requested": bool(item.cancel_requested),
         "history": [
             {
                 "attempt": attempt.attempt,
                 "worker": attempt.worker_id,
-                "started_at": render.iso(attempt.started_at),
-                "finished_at": render.iso(attempt.finished_at),
+                "started_at": iso(attempt.started_at),
+                "finished_at": iso(attempt.finished_at),
                 "seconds": attempt.seconds,
                 "outcome": attempt.outcome,
                 "error": attempt.error,
@@ -60,8 +62,8 @@ def document_dict(view: DocumentView) -> dict[str, Any]:
         "sha256": document.sha256,
         "mime_type": document.mime_type,
         "size": document.size,
-        "created_at": render.iso(document.created_at),
-        "processed_at": render.iso(document.processed_at),
+        "created_at": iso(document.created_at),
+        "processed_at": iso(document.processed_at),
         "metadata": view.metadata,
         "text": document.text,
         "queue_items": [item_dict(item) for item in view.items],
@@ -71,7 +73,7 @@ def document_dict(view: DocumentView) -> dict[str, Any]:
 def document(view: DocumentView, *, as_json: bool, full_text: bool) -> None:
     """``docq show DOC``."""
     if as_json:
-        render.print_json(document_dict(view))
+        output.print_json(document_dict(view))
         return
     if full_text:  # verbatim: page breaks, tabs and all, as a script would want it
         sys.stdout.write(view.document.text or "")
@@ -92,25 +94,25 @@ def item(view: DocumentView, item_view: ItemView, *, as_json: bool) -> None:
             "path": view.document.path,
             "status": view.document.status,
         }
-        render.print_json(data)
+        output.print_json(data)
         return
     _header(view)
     _item_block(item_view)
     if item_view.output is not None:
-        console = render.out()
+        console = output.out()
         console.print("[bold]Output[/]")
         console.print(item_view.output.text or "(no output)", markup=False, highlight=False)
         if item_view.output.note:
-            console.print(f"[dim]stderr: {render_escape(item_view.output.note)}[/]")
+            console.print(f"[dim]stderr: {escape(item_view.output.note)}[/]")
 
 
 def _header(view: DocumentView) -> None:
     document = view.document
     metadata = view.metadata
-    grid = render.table("", "")
+    grid = output.table("", "")
     grid.show_header = False
     grid.add_row("document", str(document.id))
-    grid.add_row("path", render_escape(shown_path(from_db(document.path))))
+    grid.add_row("path", escape(shown_path(from_db(document.path))))
     grid.add_row("status", styled(document.status))
     grid.add_row("type", document.mime_type)
     grid.add_row("size", f"{document.size:,} bytes")
@@ -126,40 +128,40 @@ def _header(view: DocumentView) -> None:
         "extractor_version",
     ):
         if metadata.get(key) not in (None, ""):
-            grid.add_row(key.replace("_", " "), render_escape(str(metadata[key])))
+            grid.add_row(key.replace("_", " "), escape(str(metadata[key])))
     flags = [name for name in ("encrypted", "needs_ocr") if metadata.get(name)]
     if flags:
         grid.add_row("flags", ", ".join(flags))
-    render.print_table(grid)
+    output.print_table(grid)
 
 
 def _item_block(view: ItemView) -> None:
     item = view.item
     now = time.time()
-    console = render.out()
+    console = output.out()
     line = f"\n[bold]Item {item.id}[/] {item.operation} · {styled(item.status)} · attempt {item.attempts}"
     line += f" · priority {item.priority}"
     console.print(line)
     if item.status == "in_progress":
-        console.print(f"  held by {item.worker_id}, lease until {render.when(item.lease_expires_at, now)}")
+        console.print(f"  held by {item.worker_id}, lease until {output.when(item.lease_expires_at, now)}")
     elif item.status == "pending" and item.attempts:
-        console.print(f"  next attempt {render.when(item.next_run_at, now)}")
+        console.print(f"  next attempt {output.when(item.next_run_at, now)}")
     if item.last_error:
-        console.print(f"  last error: [red]{render_escape(item.last_error)}[/]")
+        console.print(f"  last error: [red]{escape(item.last_error)}[/]")
     if not view.history:
         return
-    grid = render.table("#", "Outcome", "Worker", "Started", "Took", "Error")
+    grid = output.table("#", "Outcome", "Worker", "Started", "Took", "Error")
     for attempt in view.history:
         took = attempt.seconds
         grid.add_row(
             str(attempt.attempt),
             styled(attempt.outcome),
             attempt.worker_id or "-",
-            render.iso(attempt.started_at, precise=False) or "-",
+            iso(attempt.started_at, precise=False) or "-",
             "-" if took is None else format_duration(took),
-            render_escape(attempt.error or ""),
+            escape(attempt.error or ""),
         )
-    render.print_table(grid)
+    output.print_table(grid)
 
 
 def _text_preview(view: DocumentView) -> None:
@@ -167,16 +169,9 @@ def _text_preview(view: DocumentView) -> None:
     if not text:
         return
     lines = [line for line in text.splitlines() if line.strip()]
-    console = render.out()
+    console = output.out()
     console.print("\n[bold]Text[/] (first lines; --text for all)")
     for line in lines[:TEXT_PREVIEW_LINES]:
         console.print(f"  {line[:160]}", markup=False, highlight=False)
     if len(lines) > TEXT_PREVIEW_LINES:
         console.print(f"  … {len(lines) - TEXT_PREVIEW_LINES} more lines")
-
-
-def render_escape(text: str) -> str:
-    """Escape Rich markup in data."""
-    from rich.markup import escape
-
-    return escape(text)

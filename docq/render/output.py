@@ -1,4 +1,5 @@
-"""How results look: Rich tables for people, JSON for scripts, one-line diagnostics.
+"""The pieces every renderer uses: the two consoles, JSON, one-line diagnostics, times,
+tables, and status colours.
 
 Data goes to stdout, progress and diagnostics to stderr. Colour, tables that fit the
 screen and progress bars only where the stream is a terminal (Rich honours
@@ -9,11 +10,10 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from docq.config import format_duration
+from docq.config import format_duration, iso
 from docq.paths import to_db
 
 if TYPE_CHECKING:
@@ -61,16 +61,6 @@ def warn(message: str) -> None:
 def _line(text: str) -> None:
     sys.stderr.write(text.replace("\n", " ") + "\n")
     sys.stderr.flush()
-
-
-def iso(timestamp: float | None, *, precise: bool = True) -> str | None:
-    """A Unix time as ISO 8601 in UTC (``2026-11-28T21:17:48.123Z``), None stays None."""
-    if timestamp is None:
-        return None
-    moment = datetime.fromtimestamp(float(timestamp), UTC)
-    if precise:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def when(timestamp: float | None, now: float) -> str:
@@ -148,3 +138,10 @@ def styled(status: str) -> str:
 def plural(count: int, word: str, words: str | None = None) -> str:
     """``1 document``, ``3 documents``."""
     return f"{count} {word if count == 1 else (words or word + 's')}"
+
+
+def escape(text: str) -> str:
+    """Data shown through Rich, with its markup characters escaped."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)

@@ -1,0 +1,214 @@
+"""The worker's child processes, and the claimed items waiting for one.
+
+The crew hands claimed items to warm children in chunks, the least loaded child first,
+reads what they finish, kills a child whose item runs past the timeout or is cancelled,
+and starts a fresh child for the next item when one dies. It never touches the database:
+every finished attempt goes to ``on_finished`` and every item given back unstarted to
+``on_returned``, and the loop (`docq.worker.loop`) records them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from docq.items import Lease, Result
+from docq.worker.child_handle import ChildHandle, Death, Received
+from docq.worker.protocol import Handler
+
+log = logging.getLogger("docq.worker")
+
+OnFinished = Callable[[Lease, Result], None]
+OnReturned = Callable[[list[Lease]], None]
+
+
+class Crew:
+    """``size`` child slots, filled on demand, and the backlog of items they will run."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        size: int,
+        timeout: float,
+        memory_limit: int | None,
+        quiet: bool,
+        on_finished: OnFinished,
+        on_returned: OnReturned,
+    ) -> None:
+        self.handler = handler
+        self.timeout = timeout
+        self.memory_limit = memory_limit
+        self.quiet = quiet
+        self.on_finished = on_finished
+        self.on_returned = on_returned
+        self.children: list[ChildHandle | None] = [None] * size
+        self.backlog: deque[Lease] = deque()  # claimed, not yet handed to a child
+        self.cancelling: set[int] = set()  # asked a child to drop these; cancelled when it does
+        self.chunk = 1  # items handed to a child at a time (the loop sets it from their speed)
+
+    # --- what the loop asks ---------------------------------------------------------
+
+    def running(self) -> int:
+        """Items handed to children and not finished yet."""
+        return sum(len(child.assigned) for child in self._live())
+
+    def current_items(self) -> list[int]:
+        """The item each busy child is running now."""
+        return [child.assigned[0].item_id for child in self._live() if child.busy]
+
+    def inboxes(self) -> list[Any]:
+        """What to wait on for news from busy children."""
+        return [child.inbox for child in self._live() if child.busy]
+
+    def deadlines(self) -> list[float]:
+        """When each running item times out (monotonic)."""
+        return [child.deadline(self.timeout) for child in self._live() if child.busy]
+
+    def can_dispatch(self) -> bool:
+        """Whether a claimed item is waiting and a child could take it now."""
+        return bool(self.backlog) and any(child is None or self._has_room(child) for child in self.children)
+
+    # --- handing out and taking back --------------------------------------------------
+
+    def add(self, leases: Iterable[Lease]) -> None:
+        """Claimed items, to run after those already waiting."""
+        self.backlog.extend(leases)
+
+    def take_backlog(self) -> list[Lease]:
+        """Remove and return every item not yet handed to a child."""
+        waiting = list(self.backlog)
+        self.backlog.clear()
+        return waiting
+
+    def dispatch(self) -> None:
+        """Hand waiting items to children, the least loaded first, sharing them out so
+        that every child runs something before any gets a second chunk."""
+        while self.backlog:
+            open_slots = [
+                slot for slot, child in enumerate(self.children) if child is None or self._has_room(child)
+            ]
+            if not open_slots:
+                return
+            slot = min(open_slots, key=self._load)
+            child = self.children[slot]
+            if child is None:
+                child = self.children[slot] = ChildHandle(self.handler, self.memory_limit, quiet=self.quiet)
+            size = max(1, min(self.chunk, len(self.backlog) // len(open_slots)))
+            child.assign([self.backlog.popleft() for _ in range(size)])
+
+    def receive(self, ready: list[Any]) -> None:
+        """Read every child whose inbox is in ``ready``."""
+        for slot, child in enumerate(self.children):
+            if child is not None and child.inbox in ready:
+                self._take(slot, child, child.receive())
+
+    def finish_running_only(self) -> int:
+        """At a graceful stop: ask every busy child to drop what it has not started.
+        Returns how many items are running now."""
+        busy = [child for child in self._live() if child.busy]
+        for child in busy:
+            child.skip(None)
+        return len(busy)
+
+    def shutdown(self) -> list[Lease]:
+        """Stop every child (killing busy ones) and return the items they did not finish,
+        with the backlog."""
+        unfinished = self.take_backlog()
+        for child in self._live():
+            if child.busy:
+                child.kill()
+                unfinished.extend(child.assigned)
+            else:
+                child.stop()
+        self.children = [None] * len(self.children)
+        return unfinished
+
+    # --- timeouts and cancels -------------------------------------------------------
+
+    def enforce_timeouts(self, now: float) -> None:
+        """Kill each child whose item ran past the timeout (or that never started); the
+        item fails (transient), and the child's queued items go back to the backlog."""
+        for slot, child in enumerate(self.children):
+            if child is None or not child.busy or now < child.deadline(self.timeout):
+                continue
+            child.kill()
+            self.children[slot] = None
+            lease = child.assigned.popleft()
+            if child.ready:
+                error = f"timeout: stopped after {self.timeout:g}s"
+            else:
+                error = f"worker child did not start within {now - child.spawned_at:.0f}s"
+            log.debug("item %d: %s (%s)", lease.item_id, error, lease.path)
+            self.on_finished(lease, Result.failure(error).timed(child.running_for()))
+            self.backlog.extendleft(reversed(child.assigned))
+
+    def cancel(self, item_ids: set[int]) -> None:
+        """Stop items whose cancellation was requested: kill the child that is running
+        one; ask a child to drop one that waits in its queue."""
+        for lease in [lease for lease in self.backlog if lease.item_id in item_ids]:
+            self.backlog.remove(lease)
+            self.on_finished(lease, Result.stopped())
+        for slot, child in enumerate(self.children):
+            if child is None:
+                continue
+            queued = [lease.item_id for lease in child.assigned if lease.item_id in item_ids]
+            if not queued:
+                continue
+            running = child.assigned[0]
+            if not (child.ready and running.item_id in item_ids):
+                self.cancelling.update(queued)
+                child.skip(queued)
+                continue
+            child.kill()
+            self.children[slot] = None
+            self.on_finished(running, Result.stopped(child.running_for()))
+            rest = list(child.assigned)[1:]
+            for lease in rest:
+                if lease.item_id in item_ids:
+                    self.on_finished(lease, Result.stopped())
+            self.backlog.extendleft(reversed([lease for lease in rest if lease.item_id not in item_ids]))
+            child.assigned.clear()
+
+    # --- inside ---------------------------------------------------------------------
+
+    def _live(self) -> list[ChildHandle]:
+        return [child for child in self.children if child is not None]
+
+    def _load(self, slot: int) -> int:
+        child = self.children[slot]
+        return 0 if child is None else len(child.assigned)
+
+    def _has_room(self, child: ChildHandle) -> bool:
+        """A child is given a chunk while it has at most one chunk to run, so the next
+        chunk is already waiting in its pipe when it finishes the current one."""
+        return len(child.assigned) <= self.chunk
+
+    def _take(self, slot: int, child: ChildHandle, received: Received) -> None:
+        for lease, result in received.finished:
+            self.cancelling.discard(lease.item_id)  # it had started before the cancel reached it
+            self.on_finished(lease, result)
+        if received.dropped:
+            back = []
+            for lease in received.dropped:
+                if lease.item_id in self.cancelling:  # dropped because it was cancelled
+                    self.cancelling.discard(lease.item_id)
+                    self.on_finished(lease, Result.stopped())
+                else:  # dropped because the worker is stopping
+                    back.append(lease)
+            if back:
+                self.on_returned(back)
+        if received.death is not None:
+            self._lost(slot, child, received.death)
+
+    def _lost(self, slot: int, child: ChildHandle, death: Death) -> None:
+        """A child died: its running item failed (transient); its queued items go back."""
+        self.children[slot] = None
+        if death.blame_current and child.assigned:
+            lease = child.assigned.popleft()
+            log.debug("item %d: %s (%s)", lease.item_id, death.reason, lease.path)
+            self.on_finished(lease, Result.failure(death.reason).timed(child.running_for()))
+        self.backlog.extendleft(reversed(child.assigned))
+        child.assigned.clear()
