@@ -29,6 +29,7 @@ EXPECTED = (
 )
 
 
+@pytest.mark.slow
 def test_quick_bench_reports_every_figure(tmp_path: object) -> None:
     result = run_docq("bench", "--quick", "--json", timeout=300)
     assert result.returncode == 0, result.stderr
@@ -50,7 +51,7 @@ def test_quick_bench_reports_every_figure(tmp_path: object) -> None:
 
 def test_bench_text_report_is_a_table(capsys: pytest.CaptureFixture[str]) -> None:
     from docq.bench import Measure, Report
-    from docq.render_admin import bench_report
+    from docq.render.admin import bench_report
 
     report = Report(machine={"python": "3.11", "sqlite": "3.40", "cpus": 2, "platform": "Linux"})
     report.add(Measure("claim+complete", "docq, batch 1", 2500.0, "items/s"))

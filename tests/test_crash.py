@@ -40,7 +40,12 @@ from docq.queue import DocumentQueueService
 pytestmark = pytest.mark.slow
 
 SLOW = ("--operation", "slow", "--handler", "workload:slow")
-LEASE = ("--lease", "2s")
+# A worker that dies or freezes holds its items for a short lease, so that the test need not
+# wait long for them to come back; a worker that must keep its items holds them for long, so
+# that only the behaviour under test (never a stall of a loaded machine) can take them over.
+VICTIM_LEASE = ("--lease", "2s")
+LEASE = ("--lease", "60s")
+CANCEL_LEASE = ("--lease", "6s")  # heartbeats, and so cancels, every 2 s
 TAKE_OVER = ("--loop", "--poll-interval", "0.1s", *LEASE, "--json")  # a second worker, polling fast
 
 
@@ -80,7 +85,7 @@ def test_kill_9_mid_item_recovers_after_the_lease(
     next item claimed and queued behind it. Both come back after the lease; the item it
     had not claimed is simply taken."""
     ids = add_files(any_service, tmp_path / "docs", ["slow.txt", "b.txt", "c.txt"], operation="slow")
-    first = procs.worker(db_target, *SLOW, *LEASE, DOCQ_TEST_LABEL="first", DOCQ_TEST_SLOW="30")
+    first = procs.worker(db_target, *SLOW, *VICTIM_LEASE, DOCQ_TEST_LABEL="first", DOCQ_TEST_SLOW="30")
     child = handler_started(procs, "first", watch=first)
 
     first.kill_group()
@@ -129,14 +134,18 @@ def test_item_whose_worker_dies_every_time_ends_failed(
     """A document that takes its worker down (the OOM killer, say) counts an attempt per
     death, and ends failed after --max-attempts instead of killing workers forever."""
     item_id = add_files(service, tmp_path / "docs", ["slow.txt"], operation="slow")["slow.txt"]
-    options = (*SLOW, *LEASE, "--max-attempts", "2", "--loop", "--poll-interval", "0.1s")
+    options = (*SLOW, "--max-attempts", "2", "--loop", "--poll-interval", "0.1s")
     for n in (1, 2):
-        victim = procs.worker(db_path, *options, DOCQ_TEST_LABEL=f"victim{n}", DOCQ_TEST_SLOW="30")
+        victim = procs.worker(
+            db_path, *options, *VICTIM_LEASE, DOCQ_TEST_LABEL=f"victim{n}", DOCQ_TEST_SLOW="30"
+        )
         handler_started(procs, f"victim{n}", watch=victim)
         victim.kill_group()
         victim.wait(10)
 
-    survivor = procs.worker(db_path, *options, "--json", DOCQ_TEST_LABEL="survivor", DOCQ_TEST_SLOW="0")
+    survivor = procs.worker(
+        db_path, *options, *LEASE, "--json", DOCQ_TEST_LABEL="survivor", DOCQ_TEST_SLOW="0"
+    )
     wait_until(lambda: status_is(service, item_id, "failed"), 60, "the expiry sweep", watch=[survivor])
 
     assert outcomes(service, item_id) == ["abandoned", "abandoned"]
@@ -154,20 +163,25 @@ def test_killing_one_of_four_busy_workers_loses_nothing(
 ) -> None:
     service = any_service
     items = add_files(service, tmp_path / "docs", [f"doc-{n:03}.txt" for n in range(400)], operation="ledger")
-    options = ("--operation", "ledger", "--handler", "workload:ledger", "--concurrency", "2", *TAKE_OVER)
-    workers = [
-        procs.worker(db_target, *options, DOCQ_TEST_LABEL=f"w{n}", DOCQ_TEST_DELAY="0.04") for n in range(4)
+    options = ("--operation", "ledger", "--handler", "workload:ledger", "--concurrency", "2")
+    polling = ("--loop", "--poll-interval", "0.1s", "--json")
+    victim = procs.worker(
+        db_target, *options, *polling, *VICTIM_LEASE, DOCQ_TEST_LABEL="w0", DOCQ_TEST_DELAY="0.04"
+    )
+    survivors = [
+        procs.worker(db_target, *options, *TAKE_OVER, DOCQ_TEST_LABEL=f"w{n}", DOCQ_TEST_DELAY="0.04")
+        for n in range(1, 4)
     ]
+    workers = [victim, *survivors]
 
-    def busy_worker() -> WorkerProcess | None:
-        """A worker holding items, once the drain is well under way."""
+    def victim_busy() -> bool:
+        """Whether the victim holds items, once the drain is well under way."""
         if counts(service)["completed"] < 40:
-            return None
+            return False
         held = rows(service, "SELECT worker_id FROM queue_items WHERE status = 'in_progress'")
-        return next((w for w in workers if any(owned_by(row, w) for row in held)), None)
+        return any(owned_by(row, victim) for row in held)
 
-    victim = wait_until(busy_worker, 60, "a worker to hold items mid-drain", watch=workers)
-    survivors = [worker for worker in workers if worker is not victim]
+    wait_until(victim_busy, 60, "the victim to hold items mid-drain", watch=workers)
     victim.kill_group()
     wait_until(lambda: counts(service) == only(completed=400), 60, "the drain", watch=survivors)
 
@@ -196,11 +210,13 @@ def test_child_dies_with_its_worker(
     and the child's command must not live on."""
     add_files(service, tmp_path / "docs", ["slow.txt"], operation="slow")
     if kind == "python":
-        worker = procs.worker(db_path, *SLOW, *LEASE, DOCQ_TEST_LABEL="first", DOCQ_TEST_SLOW="30")
+        worker = procs.worker(db_path, *SLOW, *VICTIM_LEASE, DOCQ_TEST_LABEL="first", DOCQ_TEST_SLOW="30")
         doomed = [handler_started(procs, "first", watch=worker)]
     else:
         script = "import sys, time; time.sleep(30)"
-        worker = procs.worker(db_path, "--operation", "slow", *LEASE, "--", "python3", "-c", script, "{path}")
+        worker = procs.worker(
+            db_path, "--operation", "slow", *VICTIM_LEASE, "--", "python3", "-c", script, "{path}"
+        )
 
         def running() -> list[int]:
             marked = procs.marked()
@@ -225,7 +241,11 @@ def test_heartbeat_keeps_a_long_item_from_being_taken_over(
     db_path: str, service: DocumentQueueService, procs: Processes, tmp_path: Path
 ) -> None:
     item_id = add_files(service, tmp_path / "docs", ["slow.txt"], operation="slow")["slow.txt"]
-    first = procs.worker(db_path, *SLOW, *LEASE, "--json", DOCQ_TEST_LABEL="first", DOCQ_TEST_SLOW="6")
+    # The item outlasts two leases of 5 s: only the heartbeat (every 5/3 s) keeps it; a
+    # stall of the machine would have to last a whole lease to let the second worker in.
+    first = procs.worker(
+        db_path, *SLOW, "--lease", "5s", "--json", DOCQ_TEST_LABEL="first", DOCQ_TEST_SLOW="11"
+    )
     handler_started(procs, "first", watch=first)
     second = procs.worker(db_path, *SLOW, *TAKE_OVER, DOCQ_TEST_LABEL="second", DOCQ_TEST_SLOW="0")
 
@@ -236,7 +256,7 @@ def test_heartbeat_keeps_a_long_item_from_being_taken_over(
     attempts = history(service, item_id)
     assert [a["outcome"] for a in attempts] == ["completed"]
     assert owned_by(attempts[0], first)
-    assert attempts[0]["finished_at"] - attempts[0]["started_at"] >= 6  # three leases long
+    assert attempts[0]["finished_at"] - attempts[0]["started_at"] >= 10  # more than two leases long
     assert item(service, item_id)["attempts"] == 1
     assert first.summary()["completed"] == 1 and second.summary()["processed"] == 0
     assert [who for who, _path, _pid in procs.ledger()] == ["first"]
@@ -246,7 +266,7 @@ def test_late_result_of_a_stopped_worker_is_discarded(
     db_path: str, service: DocumentQueueService, procs: Processes, tmp_path: Path
 ) -> None:
     item_id = add_files(service, tmp_path / "docs", ["slow.txt"], operation="slow")["slow.txt"]
-    first = procs.worker(db_path, *SLOW, *LEASE, "--json", DOCQ_TEST_LABEL="first", DOCQ_TEST_SLOW="2")
+    first = procs.worker(db_path, *SLOW, *VICTIM_LEASE, "--json", DOCQ_TEST_LABEL="first", DOCQ_TEST_SLOW="2")
     handler_started(procs, "first", watch=first)
     first.send(signal.SIGSTOP)  # frozen past its lease; its child runs on and finishes
 
@@ -408,7 +428,7 @@ def test_cancel_stops_a_running_item_and_the_worker_carries_on(
 ) -> None:
     ids = add_files(service, tmp_path / "docs", ["slow.txt", "quick.txt"], operation="slow")
     worker = procs.worker(
-        db_path, *SLOW, *LEASE, "--loop", "--poll-interval", "0.1s", "--json", DOCQ_TEST_SLOW="30"
+        db_path, *SLOW, *CANCEL_LEASE, "--loop", "--poll-interval", "0.1s", "--json", DOCQ_TEST_SLOW="30"
     )
     child = handler_started(procs, "worker", watch=worker)
 
@@ -427,7 +447,7 @@ def test_cancel_stops_a_running_item_and_the_worker_carries_on(
     assert worker.wait(30) == 0, worker.stderr()
     summary = worker.summary()
     assert (summary["cancelled"], summary["completed"]) == (1, 2)
-    print(f"\ncancel of a running item took effect in {took:.2f}s (lease 2s)")
+    print(f"\ncancel of a running item took effect in {took:.2f}s (lease 6s)")
 
 
 # --- timeouts ------------------------------------------------------------------------------
@@ -470,7 +490,9 @@ def test_cancelling_a_queued_item_spares_the_running_one(
     """The child runs ``slow.txt`` with ``quick.txt`` handed to it behind; cancelling
     ``quick.txt`` must not kill (and so restart) ``slow.txt``."""
     ids = add_files(service, tmp_path / "docs", ["slow.txt", "quick.txt"], operation="slow")
-    worker = procs.worker(db_path, *SLOW, *LEASE, "--json", DOCQ_TEST_SLOW="3")
+    # slow.txt outlasts several heartbeats (every 2 s), so the cancel reaches the worker
+    # while slow.txt still runs and quick.txt waits behind it.
+    worker = procs.worker(db_path, *SLOW, *CANCEL_LEASE, "--json", DOCQ_TEST_SLOW="8")
     handler_started(procs, "worker", watch=worker)
 
     assert run_docq("cancel", str(ids["quick.txt"]), db=db_path).returncode == 0

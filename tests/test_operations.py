@@ -49,7 +49,12 @@ from docq.queue import DocumentQueueService
 pytestmark = pytest.mark.slow
 
 HELPERS = Path(__file__).resolve().parent / "helpers_ops"
-LEASE = ("--lease", "2s")
+# A worker that is killed holds its items for a short lease, so that the test need not wait
+# long for them to come back; a worker that must keep its items holds them for long, so
+# that only the behaviour under test (never a stall of a loaded machine) makes it lose one.
+VICTIM_LEASE = ("--lease", "2s")
+LEASE = ("--lease", "60s")
+CANCEL_LEASE = ("--lease", "6s")  # heartbeats, and so cancels, every 2 s
 LOOP = ("--loop", "--poll-interval", "0.1s")
 USAGE = 2
 
@@ -514,7 +519,7 @@ def test_kill_9_of_the_worker_kills_the_command_and_the_item_is_taken_over(
     piddir = tmp_path / "pids"
     piddir.mkdir()
     command = ["--", *helper("spawn_grandchild.py", str(piddir), "hang,exit")]
-    first = start_worker(procs, db_path, workdir, "--operation", "grand", *LEASE, "--json", *command)
+    first = start_worker(procs, db_path, workdir, "--operation", "grand", *VICTIM_LEASE, "--json", *command)
     pids = wait_for_pids(piddir, item_id, first)
     if how == "process-group":
         first.kill_group()
@@ -729,7 +734,7 @@ def test_cancel_kills_the_running_command_and_the_worker_carries_on(
     piddir.mkdir()
     command = helper("spawn_grandchild.py", str(piddir), "@{path}")
     worker = start_worker(
-        procs, db_path, workdir, "--operation", "stoppable", *LOOP, *LEASE, "--json", "--", *command
+        procs, db_path, workdir, "--operation", "stoppable", *LOOP, *CANCEL_LEASE, "--json", "--", *command
     )
     pids = wait_for_pids(piddir, ids["a-hang.txt"], worker)
 
