@@ -58,32 +58,37 @@ class Tx:
     """A cursor inside one transaction, taking docq's SQL (``:name`` parameters, variants)
     on either backend. A list or tuple parameter expands in place, for ``IN (:ids)``."""
 
-    __slots__ = ("_prepare", "backend", "clock", "cursor")
+    __slots__ = ("_name", "_translate", "backend", "clock", "cursor")
 
     def __init__(self, cursor: Any, backend: Backend, clock: Callable[[], float]) -> None:
         self.cursor = cursor
         self.backend = backend
         self.clock = clock
-        self._prepare = backend.prepare
-
-    def _sql(self, sql: Sql, params: Params) -> tuple[str, Params]:
-        if not isinstance(sql, str):
-            sql = sql[self.backend.name]
-        if isinstance(params, dict) and any(isinstance(v, list | tuple) for v in params.values()):
-            sql, params = _expand(sql, params)
-        return self._prepare(sql), params
+        self._name = backend.name
+        self._translate = backend.prepare if backend.translates else None
 
     def execute(self, sql: Sql, params: Params = ()) -> Any:
         """Run one statement; returns the cursor (iterate it, or fetchone/fetchall).
         A variant with no text for this backend runs nothing (and returns the cursor)."""
-        text, params = self._sql(sql, params)
-        if text:
-            self.cursor.execute(text, params)
+        # The claim/complete hot path runs through here: plain type checks, no copies.
+        if type(sql) is not str:
+            sql = sql[self._name]  # type: ignore[index]
+        if type(params) is dict:
+            for value in params.values():
+                if type(value) is list or type(value) is tuple:
+                    sql, params = _expand(sql, params)
+                    break
+        if self._translate is not None:
+            sql = self._translate(sql)
+        if sql:
+            self.cursor.execute(sql, params)
         return self.cursor
 
     def executemany(self, sql: Sql, rows: Iterable[Params]) -> None:
         """Run one statement once per parameter set (no list expansion here)."""
-        text = self._prepare(sql if isinstance(sql, str) else sql[self.backend.name])
+        text = sql if type(sql) is str else sql[self._name]  # type: ignore[index]
+        if self._translate is not None:
+            text = self._translate(text)
         if text:
             self.cursor.executemany(text, rows)
 
@@ -140,6 +145,8 @@ class Backend(ABC):
 
     name: BackendName
     install_hint: str = ""
+    translates: bool = False
+    """Whether docq's SQL needs `prepare` before the driver takes it."""
 
     # --- connections and transactions ----------------------------------------------
 

@@ -61,6 +61,7 @@ class PostgresBackend(Backend):
 
     name = "postgresql"
     install_hint = INSTALL_HINT
+    translates = True
 
     # --- connections and transactions ----------------------------------------------
 
