@@ -14,6 +14,7 @@ in `docq.backends`.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import re
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from sqlmodel import Session
 
 T = TypeVar("T")
+log = logging.getLogger("docq")
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,8 @@ def resolve_target(target: str | os.PathLike[str] | None) -> Target:
         default.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         return Target("sqlite", path=os.path.realpath(default))
     text = os.fspath(target)
+    if text in (":memory:", "sqlite://", "sqlite:///:memory:"):
+        return _in_memory()
     if re.match(r"^postgres(ql)?(\+\w+)?://", text):
         return Target("postgresql", url=text)
     if text.startswith("sqlite:///"):
@@ -78,6 +82,16 @@ def resolve_target(target: str | os.PathLike[str] | None) -> Target:
     if not text:
         raise DatabaseError("empty database path")
     return Target("sqlite", path=os.path.realpath(os.path.expanduser(text)))
+
+
+def _in_memory() -> Target:
+    """A queue in memory, for tests and experiments: one connection, shared by every use
+    (SQLite gives each new connection to ``:memory:`` a database of its own)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import StaticPool
+
+    engine = create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
+    return Target("sqlite", url="sqlite://", engine=engine)
 
 
 def engine_target(engine: Engine) -> Target:
@@ -144,13 +158,14 @@ class Database:
 
     def connect_raw(self) -> Any:
         """A new DB-API connection with docq's settings, for callers that need their own
-        (the LISTEN connection; the ORM's). The schema must exist."""
+        (the ORM's reads). The schema must exist."""
         if self.target.engine is not None:
             raise DatabaseError(f"{self.target.display}: a caller's engine lends docq one connection only")
         return self.backend.connect(self.target, self.settings)
 
     def close(self) -> None:
-        """Close the connection (and the ORM's engine, if one was made). Safe to call twice."""
+        """Close the connection (and the ORM's engine, if one was made). Safe to call twice;
+        a closed `Database` opens a new connection when it is used again."""
         self._drop_connection()
         if self._orm is not None:
             if self.target.engine is None:
@@ -179,6 +194,13 @@ class Database:
                 upgrade=self.upgrade,
                 clock=self.clock,
             )
+            if self.upgraded_from is not None:
+                log.warning(
+                    "upgraded the queue at %s from schema %d to %d",
+                    self.target.display,
+                    self.upgraded_from,
+                    schema.SCHEMA_VERSION,
+                )
         except BaseException:
             self._release(conn)
             raise
@@ -233,6 +255,10 @@ class Database:
         from sqlmodel import Session
 
         def attempt() -> T:
+            if self.target.engine is not None:
+                # The caller's pool may hand the Session the very connection docq holds:
+                # ending the Session would roll the caller's open transaction back.
+                self.backend.check_idle(self.connection())
             with Session(self._orm_engine()) as session:
                 return fn(session)
 
@@ -286,6 +312,12 @@ class Database:
             try:
                 return attempt()
             except Exception as raised:
+                if _pool_exhausted(raised):
+                    raise DatabaseBusy(
+                        f"database busy: {self.target.display}: the engine's pool had no connection free "
+                        "(docq borrows one, and one more for each read of the admin views): make the "
+                        "pool larger"
+                    ) from raised
                 exc = _driver_error(raised)
                 kind = self.backend.classify(exc, self._conn)
                 if kind is None:
@@ -301,9 +333,9 @@ class Database:
                 if remaining <= 0:
                     if kind == "busy":
                         raise DatabaseBusy(
-                            f"database busy: {self.target.display} stayed locked by another process for "
-                            f"{self.settings.lock_timeout:g}s (DOCQ_LOCK_TIMEOUT); nothing was changed, "
-                            "run the command again"
+                            f"database busy: {self.target.display} stayed locked by another process (or "
+                            f"another connection's open transaction) for {self.settings.lock_timeout:g}s "
+                            "(DOCQ_LOCK_TIMEOUT); nothing was changed, run the command again"
                         ) from raised
                     raise DatabaseUnreachable(
                         f"cannot reach {self.target.display} ({what}): {_first_line(exc)}"
@@ -318,6 +350,12 @@ def _driver_error(exc: BaseException) -> BaseException:
     if sa_exc is not None and isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None:
         return exc.orig  # type: ignore[no-any-return]
     return exc
+
+
+def _pool_exhausted(exc: BaseException) -> bool:
+    """Whether a caller's engine had no pooled connection to lend in time."""
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    return sa_exc is not None and isinstance(exc, sa_exc.TimeoutError)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -75,13 +75,16 @@ class Result:
         if self.cancelled:
             return "cancelled while running"
         kind = "permanent" if self.permanent else "transient"
-        return f"{kind}: {self.error or 'unknown error'}"
+        text: str = storable(f"{kind}: {self.error or 'unknown error'}")
+        return text
 
 
 def storable(value: Any) -> Any:
     """``value`` (a string, or a dict or list of them) as a database can store it: without
     NUL characters (PostgreSQL's text refuses them, and they are no text) and without lone
-    surrogates (which no UTF-8 encoder accepts). Everything a result stores passes here once.
+    surrogates (which no UTF-8 encoder accepts: a file name that is not UTF-8 carries them
+    into an error message). Everything a result stores passes here once: its text, note and
+    metadata where they are stored, its error in `Result.stored_error`.
     """
     if isinstance(value, str):
         if "\x00" in value:

@@ -245,7 +245,8 @@ def _recognise_own_commit(tx: Tx, lease: Lease) -> Verdict:
 def _store_results(tx: Tx, succeeded: Sequence[Finished], now: float) -> None:
     """Store completed attempts' results: an extraction's text and metadata on the
     document; a command's output beside the item; and the document marked processed.
-    Every stored text passes `storable` here, whoever produced it."""
+    Every stored text passes `storable` here, whoever produced it (errors pass it in
+    `Result.stored_error`)."""
     extractions = []
     outputs = []
     plain = []

@@ -7,8 +7,9 @@ server's on PostgreSQL (see `docq.backends`). A statement that must differ is a 
 `docq.queue.DocumentQueueService` runs the statements that change a status.
 
 Not here: the ORM's ``select()`` queries (all in `docq.views`), each backend's own
-housekeeping (pragmas, locks, notifications, in `docq.backends`), and the frozen SQL of
-the numbered migrations (`docq.migrations`), which must never change.
+housekeeping (pragmas, locks, notifications, in `docq.backends`), the schema's DDL (the
+tables from `docq.models`, SQLite's counter triggers in `docq.schema`), and the frozen SQL
+of the numbered migrations (`docq.migrations`), which must never change.
 """
 
 from __future__ import annotations

@@ -42,10 +42,12 @@ __all__ = ["DocumentQueueService", "Queued", "Skipped"]
 class DocumentQueueService:
     """The queue of documents: enqueue, claim, finish, retry, cancel and count.
 
-    ``db`` is a path or URL (None: ``settings.db``, else the default queue), a SQLAlchemy
-    Engine or Session (exactly that database), or a `Database`. ``clock`` returns the
-    time as Unix seconds (injectable for tests); on PostgreSQL the server's clock is used
-    for everything stored.
+    ``db`` is a path or URL (None: ``settings.db``, else the default queue; ``":memory:"``:
+    a queue in memory), a SQLAlchemy Engine or Session (exactly that database), or a
+    `Database` (which keeps its own connection settings; ``settings`` then sets the retry
+    policy and leases). ``clock`` returns the time as Unix seconds (injectable for tests;
+    given with a `Database`, it becomes that database's clock); on PostgreSQL the server's
+    clock is used for everything stored.
     """
 
     def __init__(

@@ -85,10 +85,11 @@ def ensure(
     clock: Callable[[], float] = time.time,
 ) -> int | None:
     """Check the schema of ``conn``'s database; create it if the database is new (and
-    ``create``); upgrade it if it is older (and ``upgrade``). Returns the version it was
-    upgraded from, or None. Raises `DatabaseError` if the database is not docq's, comes
-    from a newer docq, or (without ``create``) holds no queue yet; `OutdatedSchema` if it
-    is older and ``upgrade`` is False.
+    ``create``); upgrade it if it is older (and ``upgrade``), and put a docq database found
+    in another journal mode back in docq's (also only with ``upgrade``: without it,
+    nothing is changed). Returns the version it was upgraded from, or None. Raises
+    `DatabaseError` if the database is not docq's, comes from a newer docq, or (without
+    ``create``) holds no queue yet; `OutdatedSchema` if it is older and ``upgrade`` is False.
     """
     with backend.transaction(conn, clock, write=False) as tx:
         mark = backend.read_mark(tx, DOCQ_TABLES)
@@ -106,7 +107,8 @@ def ensure(
             elif mark.version < SCHEMA_VERSION:
                 _upgrade(tx, backend, mark.version, clock())
                 upgraded_from = mark.version
-    backend.opened(conn)
+    if upgrade:
+        backend.opened(conn)
     return upgraded_from
 
 

@@ -213,7 +213,7 @@ def test_errors_are_one_line_and_debug_shows_the_traceback(tmp_path: Path) -> No
     assert plain.stdout == ""
     assert plain.stderr.count("\n") == 1 and plain.stderr.startswith("docq: error: ")
     for debug in (docq_run("--debug", "stats", db=db), docq_run("stats", db=db, DOCQ_DEBUG="1")):
-        assert debug.returncode != 0
+        assert debug.returncode == 5  # the documented code, traceback or not
         assert "Traceback (most recent call last)" in debug.stderr
         assert "DatabaseError" in debug.stderr
 

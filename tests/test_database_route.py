@@ -197,3 +197,114 @@ def test_a_session_bound_to_nothing_is_refused(data_home: Path) -> None:
     with pytest.raises(DatabaseError, match="not bound to an engine"):
         DocumentQueueService(Session())
     assert not data_home.exists()
+
+
+def test_an_orm_read_never_rolls_back_a_callers_open_transaction(data_home: Path) -> None:
+    engine = create_engine("sqlite://")
+    service = DocumentQueueService(engine)
+    service.add_documents([a_file("/srv/docs/a.txt")])
+    with Session(engine) as session:
+        session.add(
+            Document(
+                path="/srv/docs/b.txt",
+                size=1,
+                sha256="b" * 64,
+                mime_type="text/plain",
+                created_at=0,
+                updated_at=0,
+            )
+        )
+        session.flush()
+        with pytest.raises(DatabaseError, match="transaction open"):
+            views.list_items(service.db, views.ItemFilter())
+        session.commit()  # the caller's work survived the refused read
+    assert [row.document.path for row in [views.show_document(service.db, "2")]] == ["/srv/docs/b.txt"]
+    service.close()
+
+
+def test_memory_as_a_string_is_a_queue_in_memory(
+    tmp_path: Path, data_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for target in (":memory:", "sqlite://", "sqlite:///:memory:"):
+        service = DocumentQueueService(target)
+        service.add_documents([a_file("/srv/docs/a.txt")])
+        assert service.get_queue_stats().pending == 1
+        assert views.list_items(service.db, views.ItemFilter())[0].item.id == 1
+        service.close()
+    assert list(tmp_path.iterdir()) == [data_home] or list(tmp_path.iterdir()) == []
+    assert not data_home.exists()
+
+
+def test_a_postgresql_engine_whose_pool_runs_dry_is_busy_in_one_line(pg_url: str) -> None:
+    engine = create_engine(pg_url, pool_size=1, max_overflow=0, pool_timeout=0.5)
+    service = DocumentQueueService(engine)  # holds the pool's only connection
+    with pytest.raises(DatabaseBusy, match="pool had no connection free"):
+        views.list_items(service.db, views.ItemFilter())
+    service.close()
+    engine.dispose()
+
+
+def test_a_service_used_from_another_thread_says_so(tmp_path: Path) -> None:
+    import threading
+
+    path = str(tmp_path / "queue.db")
+    service = DocumentQueueService(path)
+    raised: list[BaseException] = []
+
+    def use() -> None:
+        try:
+            service.get_queue_stats()
+        except BaseException as error:  # reported to the test's thread
+            raised.append(error)
+
+    thread = threading.Thread(target=use)
+    thread.start()
+    thread.join()
+    service.close()
+    assert len(raised) == 1 and isinstance(raised[0], DatabaseError), raised
+    assert "open one per thread" in str(raised[0])
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_errors_that_cannot_be_stored_as_they_are_are_stored_cleaned(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A failure whose message holds a NUL (a command's stderr) or a lone surrogate (a file
+    name that is not UTF-8) is recorded, not a crash of the worker that reports it."""
+    from docq.items import Result
+
+    target = str(tmp_path / "queue.db") if backend == "sqlite" else str(request.getfixturevalue("pg_url"))
+    service = DocumentQueueService(target, settings=Settings(db=target, lock_timeout=10))
+    service.add_documents([a_file("/srv/docs/a.txt"), a_file("/srv/docs/b.txt")])
+    first, second = service.claim(limit=2, worker="host:1:w", lease_seconds=60)
+    verdicts = service.finish(
+        [
+            (first, Result.failure("command exited with code 1: bad\x00byte", permanent=True)),
+            (second, Result.failure(f"corrupt: r{chr(0xDCE9)}sum.pdf: broken", permanent=True)),
+        ]
+    )
+    assert verdicts == ["failed", "failed"]
+    errors = [row.item.last_error for row in views.list_items(service.db, views.ItemFilter())]
+    assert sorted(errors) == sorted(  # type: ignore[type-var]
+        ["permanent: command exited with code 1: badbyte", "permanent: corrupt: r?sum.pdf: broken"]
+    )
+    service.close()
+
+
+def test_a_broken_file_whose_name_is_not_utf8_fails_without_stopping_the_worker(
+    tmp_path: Path, sample_docs: Path
+) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    name = os.fsdecode(b"r\xe9sum\xe9.pdf")  # Latin-1 bytes: not UTF-8
+    (folder / name).write_bytes((sample_docs / "broken.pdf").read_bytes())
+    (folder / "fine.txt").write_text("fine\n", encoding="utf-8")
+    cli = Cli(str(tmp_path / "queue.db"))
+    cli.ok("enqueue", "-r", str(folder))
+    summary = cli.json("work", code=3)
+    assert (summary["completed"], summary["failed"]) == (1, 1)
+    [failed] = cli.json("list", "--status", "failed")
+    assert failed["last_error"].startswith("permanent: corrupt: r") and failed["path"].endswith(
+        "r\\xe9sum\\xe9.pdf"
+    )

@@ -342,3 +342,38 @@ def test_every_migration_is_listed_once_in_order() -> None:
 def test_opening_without_upgrade_reports_an_outdated_schema(old_queue: Path) -> None:
     with pytest.raises(DatabaseError, match="has schema 1; this docq needs 2: run `docq migrate`"):
         Database(str(old_queue), upgrade=False)
+
+
+def test_work_on_an_old_queue_says_it_upgraded_it(old_queue: Path) -> None:
+    result = Cli(str(old_queue))("work", "--max-items", "1")
+    assert f"docq: upgraded the queue at {old_queue} from schema 1 to {SCHEMA_VERSION}" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["retry", "5", "--dry-run"],
+        ["cancel", "11", "--dry-run"],
+        ["reprocess", "1", "--dry-run"],
+        ["purge", "--older-than", "0s", "--dry-run"],
+    ],
+)
+def test_a_dry_run_on_an_old_queue_changes_nothing(old_queue: Path, args: list[str]) -> None:
+    before = old_queue.read_bytes()
+    result = Cli(str(old_queue))(*args)
+    assert result.exit_code == DATABASE and "run `docq migrate`" in result.stderr, result.output
+    assert old_queue.read_bytes() == before
+
+
+def test_doctor_leaves_the_journal_mode_as_it_found_it(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    Database(str(path)).close()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=DELETE")
+    conn.close()
+    before = path.read_bytes()
+    Cli(str(path))("doctor")
+    assert path.read_bytes() == before
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+    conn.close()

@@ -144,7 +144,6 @@ class Backend(ABC):
     """
 
     name: BackendName
-    install_hint: str = ""
     translates: bool = False
     """Whether docq's SQL needs `prepare` before the driver takes it."""
 
@@ -153,14 +152,20 @@ class Backend(ABC):
     @abstractmethod
     def connect(self, target: Any, settings: Settings) -> Any:
         """A new DB-API connection to ``target`` (a `docq.db.Target` with a path or a URL),
-        configured for docq. Raises `DatabaseError` in one line when the database cannot
-        be reached or its driver is not installed."""
+        configured for docq. Raises `DatabaseError` when the driver is not installed or the
+        file cannot be created; a driver's own error (refused, unknown database) otherwise,
+        which `docq.db.Database` retries or translates."""
 
     @abstractmethod
     def configure(self, conn: Any, settings: Settings) -> None:
         """Set a connection up for docq (durability, foreign keys, timeouts); also applied
         to a connection lent by a library caller's engine. Raises `DatabaseError` for a
         connection of a driver docq cannot use."""
+
+    def check_idle(self, conn: Any) -> None:
+        """Raise `DatabaseError` if ``conn`` (lent by a caller's engine) has a transaction
+        of the caller's open: docq must neither commit nor roll back someone else's work."""
+        return None
 
     @abstractmethod
     def begin(self, conn: Any, cursor: Any, *, write: bool) -> Any:

@@ -60,7 +60,6 @@ class PostgresBackend(Backend):
     """A queue in a PostgreSQL database (or in the schema its ``search_path`` names)."""
 
     name = "postgresql"
-    install_hint = INSTALL_HINT
     translates = True
 
     # --- connections and transactions ----------------------------------------------

@@ -68,6 +68,7 @@ class SqliteBackend(Backend):
             raise DatabaseError(
                 "an SQLite engine must use Python's sqlite3 driver (sqlite:// or sqlite+pysqlite://)"
             )
+        self.check_idle(conn)
         # A short busy wait inside SQLite; the lock budget retries around it.
         conn.execute(f"PRAGMA busy_timeout={int(min(settings.lock_timeout, 1.0) * 1000)}")
         # FULL: an acknowledged commit survives power loss. NORMAL (opt-in) may lose the
@@ -79,8 +80,7 @@ class SqliteBackend(Backend):
         # docq runs its own BEGIN; a connection lent by a caller's engine may be in
         # Python's implicit-transaction mode, which is put back afterwards. Leaving that
         # mode would commit the caller's open transaction: refuse instead.
-        if conn.in_transaction:
-            raise sqlite3.OperationalError("cannot start a transaction within a transaction")
+        self.check_idle(conn)
         previous = conn.isolation_level
         if previous is not None:
             conn.isolation_level = None
@@ -101,6 +101,13 @@ class SqliteBackend(Backend):
             if state is not None:
                 conn.isolation_level = state
 
+    def check_idle(self, conn: Any) -> None:
+        if conn.in_transaction:
+            raise DatabaseError(
+                "the connection has a transaction open (a Session's uncommitted work?): "
+                "commit or roll it back before using the queue"
+            )
+
     def classify(self, exc: BaseException, conn: Any) -> Failure | None:
         if isinstance(exc, sqlite3.OperationalError):
             code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
@@ -109,6 +116,10 @@ class SqliteBackend(Backend):
         return None
 
     def translate(self, exc: BaseException, where: str) -> DocqError | None:
+        if isinstance(exc, sqlite3.ProgrammingError) and "same thread" in str(exc):
+            return DatabaseError(
+                f"{where}: a docq queue object belongs to the thread that opened it: open one per thread"
+            )
         if not isinstance(exc, sqlite3.OperationalError | sqlite3.DatabaseError) or isinstance(
             exc, sqlite3.ProgrammingError | sqlite3.InterfaceError
         ):
@@ -122,11 +133,6 @@ class SqliteBackend(Backend):
             return DatabaseError(f"{where} is read-only: docq needs to write to it and its directory")
         if "unable to open" in message:
             return DatabaseError(f"cannot open {where}: check that it and its directory are writable")
-        if "within a transaction" in message:
-            return DatabaseError(
-                f"{where}: the connection has a transaction open: "
-                "commit or roll it back before using the queue"
-            )
         return DatabaseError(f"{where}: {message}")
 
     def now(self, tx: Tx) -> float:

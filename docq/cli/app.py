@@ -47,22 +47,21 @@ class Invocation:
         """This command's settings: the global options plus ``changes`` (None = default)."""
         return self.settings.with_(**changes)
 
-    def service(self, config: Settings | None = None, *, create: bool = False) -> DocumentQueueService:
+    def service(
+        self, config: Settings | None = None, *, create: bool = False, upgrade: bool = True
+    ) -> DocumentQueueService:
         """The queue service on this command's database, closed when the command ends.
         Only commands that add work ``create`` the database; the others refuse a queue
-        that does not exist. A queue made by an older docq is upgraded (and said so)."""
+        that does not exist. A queue made by an older docq is upgraded (the library logs
+        it, and `output.log_to_stderr` shows it) unless ``upgrade`` is False (a dry run):
+        then it is refused with the advice to run ``docq migrate``."""
         from docq.db import Database
         from docq.queue import DocumentQueueService
-        from docq.schema import SCHEMA_VERSION
 
         config = config or self.settings
-        service = DocumentQueueService(Database(config.db, config, create=create), settings=config)
+        database = Database(config.db, config, create=create, upgrade=upgrade)
+        service = DocumentQueueService(database, settings=config)
         self.ctx.call_on_close(service.close)
-        if service.db.upgraded_from is not None:
-            output.warn(
-                f"upgraded the queue at {service.db.target.display} from schema "
-                f"{service.db.upgraded_from} to {SCHEMA_VERSION}"
-            )
         return service
 
 
@@ -120,9 +119,12 @@ class DocqGroup(TyperGroup):
         except SystemExit as exc:  # Typer exits 1 itself when stdout is a closed pipe
             code = exc.code if isinstance(exc.code, int) else EXIT_OK
         except Exception as exc:
-            if getattr(exc, "docq_traceback", False):  # --debug: the traceback, as asked
-                raise
-            if isinstance(exc, DocqError):
+            if getattr(exc, "docq_traceback", False):  # --debug: the traceback, as asked,
+                import traceback  # and the exit code all the same, for scripts
+
+                traceback.print_exception(exc)
+                code = exc.exit_code if isinstance(exc, DocqError) else 1
+            elif isinstance(exc, DocqError):
                 output.error(str(exc))
                 code = exc.exit_code
             else:  # the last resort: a bug must still end in one line
@@ -238,10 +240,7 @@ def main_options(
         raise typer.BadParameter("use full or normal", param_hint="'--synchronous'")
     settings = Settings(db=db, lock_timeout=lock_timeout, synchronous=synchronous.lower())  # type: ignore[arg-type]
     ctx.obj = Invocation(settings, debug, ctx)
-    if debug:
-        import logging
-
-        logging.getLogger("docq").setLevel(logging.DEBUG)
+    output.log_to_stderr(debug=debug)
 
 
 def finish(code: int) -> NoReturn:

@@ -150,17 +150,14 @@ def reprocess(
     if not documents and not failed and not stale:
         raise UsageError("nothing to reprocess: give document ids or paths, --failed or --stale")
     check_operation_name(operation)
-    changes = (
-        Invocation.of(ctx)
-        .service()
-        .reprocess(
-            documents or [],
-            operation=operation,
-            failed=failed,
-            stale=stale,
-            priority=priority,
-            dry_run=dry_run,
-        )
+    queue = Invocation.of(ctx).service(upgrade=not dry_run)
+    changes = queue.reprocess(
+        documents or [],
+        operation=operation,
+        failed=failed,
+        stale=stale,
+        priority=priority,
+        dry_run=dry_run,
     )
     render.changes(changes, as_json=as_json, dry_run=dry_run, noun="document")
 
@@ -190,9 +187,8 @@ def retry(
 
     if not items and not all_failed and error is None:
         raise UsageError("nothing to retry: give item ids, --all-failed or --error TEXT")
-    changes = (
-        Invocation.of(ctx).service().retry(items or [], all_failed=all_failed, error=error, dry_run=dry_run)
-    )
+    queue = Invocation.of(ctx).service(upgrade=not dry_run)
+    changes = queue.retry(items or [], all_failed=all_failed, error=error, dry_run=dry_run)
     render.changes(changes, as_json=as_json, dry_run=dry_run)
 
 
@@ -218,7 +214,7 @@ def cancel(
     """
     from docq.render import queue as render
 
-    changes = Invocation.of(ctx).service().cancel(items, dry_run=dry_run)
+    changes = Invocation.of(ctx).service(upgrade=not dry_run).cancel(items, dry_run=dry_run)
     render.changes(changes, as_json=as_json, dry_run=dry_run)
 
 
@@ -262,7 +258,7 @@ def purge(
     from docq.render import queue as render
 
     finished = statuses(status) or ("completed", "failed", "cancelled")
-    queue = Invocation.of(ctx).service()
+    queue = Invocation.of(ctx).service(upgrade=not dry_run)
     if yes and not dry_run:  # confirmed already: no need to count first
         removed = queue.purge(older_than=older_than, statuses=finished)
         if vacuum:

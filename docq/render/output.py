@@ -9,6 +9,7 @@ screen and progress bars only where the stream is a terminal (Rich honours
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -145,3 +146,22 @@ def escape(text: str) -> str:
     from rich.markup import escape as rich_escape
 
     return rich_escape(text)
+
+
+class _Diagnostics(logging.Handler):
+    """The library's warnings (the ``docq`` logger) as ``docq: ...`` lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        warn(record.getMessage())
+
+
+_DIAGNOSTICS = _Diagnostics()
+
+
+def log_to_stderr(*, debug: bool) -> None:
+    """Show what the library logs (an upgraded schema, a worker's lost lease...) as one
+    line each on stderr; its debug messages too with ``debug``. Safe to call again."""
+    logger = logging.getLogger("docq")
+    if _DIAGNOSTICS not in logger.handlers:
+        logger.addHandler(_DIAGNOSTICS)
+    logger.setLevel(logging.DEBUG if debug else logging.INFO)

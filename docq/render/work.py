@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +17,8 @@ if TYPE_CHECKING:
 
 class WorkDisplay:
     """What `docq work` shows while it runs: a live line of counts on a terminal, or one
-    log line per finished item on stderr; the worker's own warnings go to stderr too."""
+    log line per finished item on stderr (the worker's own warnings go there through
+    `output.log_to_stderr`)."""
 
     def __init__(self, *, enabled: bool) -> None:
         self.enabled = enabled
@@ -26,13 +26,8 @@ class WorkDisplay:
         self.counts = {"completed": 0, "failed": 0, "retrying": 0, "cancelled": 0, "discarded": 0}
         self._progress: Progress | None = None
         self._task: Any = None
-        self._handler = _StderrHandler()
 
     def __enter__(self) -> WorkDisplay:
-        logger = logging.getLogger("docq")
-        logger.addHandler(self._handler)
-        if logger.level == logging.NOTSET:
-            logger.setLevel(logging.INFO)
         if self.terminal:
             from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -52,7 +47,6 @@ class WorkDisplay:
     ) -> None:
         if self._progress is not None:
             self._progress.stop()
-        logging.getLogger("docq").removeHandler(self._handler)
 
     def event(self, event: ItemEvent) -> None:
         """One recorded attempt."""
@@ -81,13 +75,6 @@ def _item_line(event: ItemEvent) -> str:
     if event.error and event.verdict in ("failed", "retrying"):
         line += f": {event.error}"
     return line
-
-
-class _StderrHandler(logging.Handler):
-    """The worker's warnings as ``docq: ...`` lines on stderr."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        output.warn(record.getMessage())
 
 
 def work_summary(summary: WorkSummary) -> None:

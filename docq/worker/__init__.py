@@ -1,8 +1,10 @@
 """The worker: `process_document_queue()` and everything a running ``docq work`` needs.
 
-* `docq.worker.loop`: the loop (claim, dispatch, renew, record, stop), once or ``--loop``;
+* `docq.worker.loop`: the loop (claim, renew, record, stop), once or ``--loop``;
+* `docq.worker.crew`: the child processes, and the claimed items waiting for one;
 * `docq.worker.child_handle`: the worker's side of a child process;
 * `docq.worker.child_main`: the program a child process runs;
+* `docq.worker.protocol`: the typed messages between the two;
 * `docq.worker.handlers`: what a child runs per item (the extraction, a Python function);
 * `docq.worker.commands`: running a user's command over an item, safely;
 * `docq.worker.waker`: stop signals turned into something the loop can wait on.

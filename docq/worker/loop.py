@@ -102,9 +102,10 @@ def process_document_queue(
     """Process due items until none is due (or, with ``options.loop``, until a signal).
 
     Opens its own connection to ``db`` (default: ``settings.db``, else the user's
-    default queue), claims items, runs `_process_document_content` (or the operation's
-    command) on each in a child process, and marks each completed or failed. Returns the
-    counts. ``on_event`` is called once per recorded attempt, after it is committed.
+    default queue), claims items, runs the built-in extraction (`docq.processing.extract`)
+    or the operation's command or function on each in a child process, and marks each
+    completed or failed. Returns the counts. ``on_event`` is called once per recorded
+    attempt, after it is committed.
 
     Raises `UsageError` before touching the database if the operation cannot run (a
     custom operation without a command, an unknown placeholder, a handler that does not
