@@ -20,7 +20,18 @@ from docq.schema import SCHEMA_VERSION, OutdatedSchema, applied
 
 __all__ = ["Check", "run_checks"]
 
-EXTRACTOR_LIBRARIES = ("pypdfium2", "pdfminer.six", "python-docx", "selectolax", "charset-normalizer")
+EXTRACTOR_LIBRARIES = (
+    "pypdfium2",
+    "pdfminer.six",
+    "python-docx",
+    "python-pptx",
+    "python-calamine",
+    "striprtf",
+    "olefile",
+    "lxml",
+    "selectolax",
+    "charset-normalizer",
+)
 
 
 def run_checks(target: str | None, settings: Settings) -> list[Check]:

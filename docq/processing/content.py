@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 TITLE_LIMIT = 200
 """Titles are cut to this many characters: they label a document, they are not its text."""
@@ -16,7 +16,10 @@ class Content:
 
     ``title`` is the document's own title (from its metadata or ``<title>``), or None;
     `extract` falls back to the first heading or line of ``text``, then to the file name.
-    ``created`` is an ISO 8601 UTC string.
+    ``created`` is an ISO 8601 UTC string. ``extra`` holds what only this format has, as
+    JSON-serialisable values merged into the metadata: ``sheets``, ``slides``,
+    ``attachments`` (a list of ``{"name", "type", "size"}``), ``notes`` (what was left
+    out and why, such as a cell cap), and so on.
     """
 
     text: str
@@ -28,13 +31,18 @@ class Content:
     encrypted: bool = False
     needs_ocr: bool = False
     encoding: str | None = None
+    extra: dict[str, object] = field(default_factory=dict)
 
 
 # Whitespace, and control characters that broken metadata carries (NUL-terminated titles).
 _SPACES = re.compile(r"[\s\x00-\x1f\x7f]+")
 # A line with at least one letter or digit: lines of rules, bullets or page furniture
-# such as "* * *" say nothing about what a document is.
-_MEANINGFUL_LINE = re.compile(r"^.*?[^\W_].*$", re.MULTILINE)
+# such as "* * *" say nothing about what a document is; nor do the lines with which
+# docq's extractors mark a document's parts (SECTION_MARK: "## Sheet1", "## Slide 2").
+_MEANINGFUL_LINE = re.compile(r"^(?!## )(?!--- attachment: ).*?[^\W_].*$", re.MULTILINE)
+
+SECTION_MARK = "## "
+"""How extractors start the line that names a part of a document: a sheet, a slide."""
 
 
 def clean_title(value: str | None) -> str | None:

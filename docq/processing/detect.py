@@ -16,13 +16,25 @@ if TYPE_CHECKING:
 
 PDF = "application/pdf"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+ODT = "application/vnd.oasis.opendocument.text"
+ODS = "application/vnd.oasis.opendocument.spreadsheet"
+ODP = "application/vnd.oasis.opendocument.presentation"
+EPUB = "application/epub+zip"
+RTF = "application/rtf"
+EML = "message/rfc822"
 HTML = "text/html"
 TEXT = "text/plain"
 MARKDOWN = "text/markdown"
 EMPTY = "application/x-empty"
 ZIP = "application/zip"
 BINARY = "application/octet-stream"
-OLE = "application/msword"
+OLE = "application/x-ole-storage"
+DOC = "application/msword"
+XLS = "application/vnd.ms-excel"
+PPT = "application/vnd.ms-powerpoint"
+MSG = "application/vnd.ms-outlook"
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 _SAMPLE = 8192
@@ -54,20 +66,30 @@ _MAGIC = (
     (OLE_MAGIC, OLE),
 )
 
-# OLE2 is a container for all of Microsoft's legacy formats: the extension names the kind.
-# Word also wraps a password-protected DOCX in OLE2; the DOCX extractor tells it so.
+# OLE2 is a container for all of Microsoft's legacy formats: the streams inside name the
+# kind (read from the container's directory, near its start); the extension breaks ties.
+# Office also wraps a password-protected DOCX, XLSX or PPTX in OLE2; their extractors say so.
+_OLE_STREAMS = (  # a message's own property streams come first: it may carry Office files
+    ("__substg1.0_", MSG),
+    ("WordDocument", DOC),
+    ("Workbook", XLS),
+    ("PowerPoint Document", PPT),
+)
 _OLE_BY_EXTENSION = {
+    ".doc": DOC,
     ".docx": DOCX,
-    ".xls": "application/vnd.ms-excel",
-    ".ppt": "application/vnd.ms-powerpoint",
-    ".msg": "application/vnd.ms-outlook",
+    ".xls": XLS,
+    ".xlsx": XLSX,
+    ".ppt": PPT,
+    ".pptx": PPTX,
+    ".msg": MSG,
 }
 
 # Main parts of Office Open XML packages, and what each makes the package.
 _OOXML_PARTS = (
     ("word/document.xml", DOCX),
-    ("xl/workbook.xml", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
-    ("ppt/presentation.xml", "application/vnd.openxmlformats-officedocument.presentationml.presentation"),
+    ("xl/workbook.xml", XLSX),
+    ("ppt/presentation.xml", PPTX),
 )
 
 _MIME_TYPE = re.compile(r"^[a-z]+/[a-z0-9.+-]+$")
@@ -81,6 +103,22 @@ _HTML_STARTS = ("<!doctype html", "<html", "<head", "<body")
 _HTML_EXTENSIONS = (".html", ".htm", ".xhtml")
 _MARKDOWN_EXTENSIONS = (".md", ".markdown")
 _LEADING_MARKUP = re.compile(r"\s*(?:<\?xml[^>]*>|<!--.*?-->)", re.DOTALL)
+# Markup that only HTML has, looked for in the first kilobytes of an .html file whose
+# text does not start with a tag (a page saved after some stray text, say).
+_HTML_MARKUP = re.compile(
+    r"<(?:!doctype\s+html|html|head|body|title|meta|p|div|br|table|span|a\s+href|h[1-6]|ul|ol|li)[\s>/]",
+    re.IGNORECASE,
+)
+_HTML_SNIFF = 4096
+
+# An e-mail (RFC 5322): a header block of "Name: value" lines (continuation lines start
+# with white space) ended by a blank line, naming at least two of these fields. An mbox
+# "From " line may come first.
+_HEADER_LINE = re.compile(r"^[A-Za-z][A-Za-z0-9-]*:[ \t]?")
+_MAIL_FIELDS = frozenset(
+    {"from", "to", "cc", "date", "subject", "received", "return-path", "message-id", "mime-version"}
+)
+_MAIL_EXTENSIONS = (".eml", ".mbox", ".msg")
 
 
 def _pdf_header(head: bytes) -> bool:
@@ -114,27 +152,58 @@ def detect_type(head: bytes, path: str) -> str:
         return _zip_type(path, extension)
     for magic, mime_type in _MAGIC:
         if head.startswith(magic):
-            return _OLE_BY_EXTENSION.get(extension, OLE) if mime_type == OLE else mime_type
+            return _ole_type(head, extension) if mime_type == OLE else mime_type
     sample = head[:_SAMPLE]
     if b"\x00" in sample or len(sample.translate(None, _TEXT_BYTES)) > len(sample) * _MAX_CONTROL_RATIO:
         return BINARY
     # Latin-1 maps every byte, and tags are ASCII: enough to sniff markup in any 8-bit text.
-    return _text_type(sample[:1024].decode("latin-1"), extension)
+    return _text_type(sample[:_HTML_SNIFF].decode("latin-1"), extension)
 
 
 def _text_type(start: str, extension: str) -> str:
-    """HTML, Markdown or plain text, for text beginning with ``start``."""
+    """HTML, e-mail, Markdown or plain text, for text beginning with ``start``."""
     position = 0
     while match := _LEADING_MARKUP.match(start, position):
         position = match.end()
     lead = start[position:].lstrip()
     if lead[:16].lower().startswith(_HTML_STARTS):
         return HTML
-    if extension in _HTML_EXTENSIONS and lead.startswith("<"):
+    if extension in _HTML_EXTENSIONS and (lead.startswith("<") or _HTML_MARKUP.search(start, 0, _HTML_SNIFF)):
         return HTML
+    if _looks_like_mail(start, extension):
+        return EML
     if extension in _MARKDOWN_EXTENSIONS:
         return MARKDOWN
     return TEXT
+
+
+def _looks_like_mail(start: str, extension: str) -> bool:
+    """Whether ``start`` opens an e-mail: a header block naming known fields, ended by a
+    blank line (or running past the sample). One known field is enough for a .eml file."""
+    lines = start.splitlines()
+    if lines and lines[0].startswith("From "):  # an mbox separator line
+        lines = lines[1:]
+    fields: set[str] = set()
+    for line in lines:
+        if not line.strip():
+            break
+        if line[0] in " \t" and fields:
+            continue  # a folded continuation of the previous field
+        if not _HEADER_LINE.match(line):
+            return False
+        fields.add(line.split(":", 1)[0].lower())
+    known = len(fields & _MAIL_FIELDS)
+    return known >= 2 or (known >= 1 and extension in _MAIL_EXTENSIONS)
+
+
+def _ole_type(head: bytes, extension: str) -> str:
+    """The kind of an OLE2 container: Word, Excel, PowerPoint, Outlook, by the names of its
+    streams in the directory (UTF-16 names, usually within the first sectors); else by the
+    extension; else a plain OLE2 container."""
+    for stream, mime_type in _OLE_STREAMS:
+        if stream.encode("utf-16-le") in head:
+            return mime_type
+    return _OLE_BY_EXTENSION.get(extension, OLE)
 
 
 def _zip_type(path: str, extension: str) -> str:

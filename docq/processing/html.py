@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 
-from selectolax.lexbor import LexborHTMLParser, LexborNode
+from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
 
-from docq.processing.content import Content, clean_title
+from docq.errors import CorruptDocument, TooLarge
+from docq.processing.content import Content, clean_title, describe
 from docq.processing.text import decode
 
 EXTRACTOR = "selectolax"
@@ -35,14 +36,48 @@ _UTF16_LABELS = frozenset({"utf-16", "utf-16le", "utf-16be"})
 _HTML_SPACE = re.compile(r"[ \t\n\r\f]+")
 _CELL_GAP = re.compile(r" ?\t ?")
 
+# What parsing costs, measured with lexbor: about 4 bytes of memory per byte of HTML
+# and 220 per tag; with the page's bytes, its text and the parser's UTF-8 copy of it,
+# some 7 bytes per byte in all. A parse may take three quarters of the memory limit
+# (the rest is the process's own), and 2 GiB where there is no limit.
+_MEMORY_PER_BYTE = 7
+_MEMORY_PER_TAG = 220
+_MEMORY_CEILING = 2 * 1024**3
+# lexbor takes time in proportion to nesting depth for each tag (quadratic in all: 100,000
+# nested <div>s take 13 s). Browsers flatten a tree deeper than 512 (Chromium), so no
+# real page needs more; 1,024 leaves room for the tags left unclosed by sloppy pages.
+MAX_DEPTH = 1024
+# Elements that never nest deeper: void elements, those a sibling closes (<p>, <li>,
+# <td>, <a>...), and the page's frame.
+# fmt: off
+_FLAT = frozenset({
+    "area", "base", "basefont", "bgsound", "br", "col", "embed", "frame", "hr", "img", "input",
+    "keygen", "link", "meta", "param", "source", "track", "wbr",
+    "html", "head", "body", "p", "li", "dt", "dd", "option", "optgroup", "tr", "td", "th",
+    "thead", "tbody", "tfoot", "colgroup", "caption", "rb", "rt", "rtc", "rp",
+    "a", "button", "form", "nobr", "h1", "h2", "h3", "h4", "h5", "h6",
+})
+# fmt: on
+# Start and end tags (name, and "/" if self-closing), skipping comments, scripts and
+# styles, whose text is no markup. An unclosed comment or script runs to the end of the
+# page as in a browser, and a tag ends before the next "<": each keeps the scan linear.
+_TAG = re.compile(
+    r"<!--(?:.*?-->|.*)|<(?:script|style)\b(?:.*?</(?:script|style)\s*>|.*)|<(/?[a-z][^\s/<>]*)[^<>]*?(/?)>",
+    re.IGNORECASE | re.DOTALL,
+)
+_FOREIGN = ("svg", "math")  # where "<x/>" closes itself, as it does not in HTML
+
 
 def extract_html(data: bytes, name: str) -> Content:
     """The readable text of an HTML page: scripts, styles and templates left out.
 
-    The title comes from ``<title>``, the author from ``<meta name="author">``.
+    The title comes from ``<title>``, the author from ``<meta name="author">``. Raises
+    `TooLarge` for a page whose parse would not fit in memory (or that the parser gives
+    up on), and `CorruptDocument` for one whose elements nest deeper than `MAX_DEPTH`.
     """
+    _check_size(data, name)
     text, encoding = decode(data, name, _declared_charset(data))
-    parser = LexborHTMLParser(text)
+    parser = _parse(text, name)
     title_node = parser.css_first("title")
     return Content(
         text=_readable_text(parser.body or parser.root),
@@ -51,6 +86,71 @@ def extract_html(data: bytes, name: str) -> Content:
         author=_author(parser),
         encoding=encoding,
     )
+
+
+def _parse(text: str, name: str) -> LexborHTMLParser:
+    """``text`` parsed; `CorruptDocument` if too deeply nested, `TooLarge` if the parser
+    runs out of memory."""
+    # A page with fewer tags than MAX_DEPTH cannot nest deeper: skip the scan.
+    if text.count("<") > MAX_DEPTH and (depth := _nesting_depth(text)) > MAX_DEPTH:
+        raise CorruptDocument(
+            f"corrupt: {name}: too deeply nested to parse (elements {depth:,} deep, more than {MAX_DEPTH:,})"
+        )
+    try:
+        return LexborHTMLParser(text)
+    except SelectolaxError as error:
+        # lexbor gives no cause, and fails this way when an allocation fails.
+        raise TooLarge(
+            f"too large: {name}: too large to parse: the HTML parser ran out of memory ({describe(error)})"
+        ) from error
+
+
+def _check_size(data: bytes, name: str) -> None:
+    """Raise `TooLarge` when parsing ``data`` would take more memory than a parse may."""
+    tags = data.count(b"<")
+    needed = _MEMORY_PER_BYTE * len(data) + _MEMORY_PER_TAG * tags
+    if needed > (budget := _parse_budget()):
+        raise TooLarge(
+            f"too large: {name}: too large to parse: {len(data) / 2**20:,.1f} MiB of HTML with {tags:,} tags "
+            f"would take some {needed / 2**20:,.0f} MiB of memory, over the {budget / 2**20:,.0f} MiB allowed"
+        )
+
+
+def _parse_budget() -> int:
+    """Three quarters of this process's address-space limit, at most `_MEMORY_CEILING`."""
+    try:
+        import resource
+    except ImportError:  # no such limits on Windows
+        return _MEMORY_CEILING
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    return _MEMORY_CEILING if limit == resource.RLIM_INFINITY else min(limit * 3 // 4, _MEMORY_CEILING)
+
+
+def _nesting_depth(text: str) -> int:
+    """How deep the elements of ``text`` nest, as an HTML parser would nest them.
+
+    An end tag closes the innermost open element of its name and all inside it, and
+    one with no such element open is ignored; elements in `_FLAT` are not counted. An
+    approximation of the HTML parsing algorithm: enough to bound what lexbor builds.
+    """
+    stack: list[str] = []
+    open_names: dict[str, int] = {}
+    deepest = 0
+    for tag, self_closing in _TAG.findall(text):
+        if not tag:
+            continue  # a comment, script or style
+        name = tag.lower()
+        if name[0] == "/":
+            name = name[1:]
+            if open_names.get(name):
+                while (closed := stack.pop()) != name:
+                    open_names[closed] -= 1
+                open_names[name] -= 1
+        elif name not in _FLAT and not (self_closing and any(open_names.get(root) for root in _FOREIGN)):
+            stack.append(name)
+            open_names[name] = open_names.get(name, 0) + 1
+            deepest = max(deepest, len(stack))
+    return deepest
 
 
 def _declared_charset(data: bytes) -> str | None:
