@@ -78,6 +78,7 @@ NESTED_DEPTH = 3
 # private-use area (glyphs of a font with no meaning anyone else can read). A form feed
 # survives only as docq's page separator, "\n\f".
 _UNWANTED = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f\ue000-\uf8ff]|(?<!\n)\f")
+_ASCII_UNWANTED = bytes([*range(0x00, 0x09), 0x0B, *range(0x0E, 0x20), 0x7F])
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,10 @@ def clean_text(text: str) -> str:
     line ends as ``\\n``."""
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
+    # Most text has nothing to remove: checked in C first, the expression runs only if needed.
+    plain = text.isascii() and len(text.encode().translate(None, _ASCII_UNWANTED)) == len(text)
+    if plain and text.count("\f") == text.count("\n\f"):
+        return text
     return _UNWANTED.sub("", text)
 
 
