@@ -149,23 +149,41 @@ def write_text_file(directory: str, document: Document, text: str) -> str:
     """Write ``text`` to the document's file in ``directory``; returns the file's path.
 
     The file is written beside its final name and renamed over it, which replaces
-    whatever was there (a symbolic link included) without ever following a link.
+    whatever was there (a symbolic link included) without ever following a link. Its mode
+    is what the umask allows a new file (0644 under the usual 022, 0600 under 077). A
+    directory standing at the file's name is a `UsageError`.
     """
     import tempfile
 
     assert document.id is not None
     target = os.path.join(directory, text_file_name(document.id, document.path))
+    if os.path.isdir(target) and not os.path.islink(target):
+        raise UsageError(f"cannot write {target}: a directory stands at that name in --text-dir")
     fd, scratch = tempfile.mkstemp(dir=directory, prefix=".docq-", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
-        os.chmod(scratch, 0o644)
+        os.chmod(scratch, 0o666 & ~_umask())  # mkstemp makes it 0600 whatever the umask
         os.replace(scratch, target)
     except BaseException:
         if os.path.exists(scratch):
             os.remove(scratch)
         raise
     return target
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it where Linux tells it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and put back at once
+    os.umask(mask)
+    return mask
 
 
 def _prepare_dir(directory: str) -> None:

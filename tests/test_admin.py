@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import sqlite3
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -915,3 +916,30 @@ def test_export_carries_the_output_of_custom_operations(cli: Cli, tmp_path: Path
     [item] = record["items"]
     assert item["operation"] == "count" and item["status"] == "completed"
     assert item["output"]["text"].split()[0] == "3"
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o027, 0o640)])
+def test_export_text_files_honour_the_umask(cli: Cli, tmp_path: Path, umask: int, mode: int) -> None:
+    (tmp_path / "a.txt").write_text("private\n", encoding="utf-8")
+    cli.ok("enqueue", str(tmp_path / "a.txt"))
+    cli.ok("work")
+    texts = tmp_path / "texts"
+    previous = os.umask(umask)
+    try:
+        cli.ok("export", "--text-dir", str(texts), "--output", str(tmp_path / "out.jsonl"))
+    finally:
+        os.umask(previous)
+    [written] = texts.iterdir()
+    assert stat.S_IMODE(written.stat().st_mode) == mode
+
+
+def test_export_with_a_directory_at_a_text_files_name_is_one_line(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("text\n", encoding="utf-8")
+    cli.ok("enqueue", str(tmp_path / "a.txt"))
+    cli.ok("work")
+    texts = tmp_path / "texts"
+    (texts / "1-a.txt.txt").mkdir(parents=True)
+    result = cli("export", "--text-dir", str(texts), "--output", str(tmp_path / "out.jsonl"))
+    assert result.exit_code == USAGE, describe(result)
+    assert result.stderr.count("\n") == 1 and "a directory stands at that name" in result.stderr
+    assert "internal error" not in result.stderr
