@@ -859,3 +859,43 @@ def test_commands_are_not_memory_capped_unless_asked(db_path: str, tmp_path: Pat
     )
     assert capped.returncode == 3, capped.stderr
     assert "MemoryError" in json.dumps(run_docq("list", "--json", db=db_path).stdout)
+
+
+def test_commands_do_not_inherit_docqs_settings_or_postgresqls_passwords(
+    db_path: str, tmp_path: Path
+) -> None:
+    """DOCQ_DB may hold a database password and PGPASSWORD is one: a user's command gets the
+    worker's environment without them (and without docq's other settings), plus the item's
+    DOCQ_* variables; --pass-env passes a name all the same."""
+    document = tmp_path / "a.txt"
+    document.write_text("a\n", encoding="utf-8")
+    enqueue_json(db_path, "--operation", "envdump", str(document))
+    from conftest import docq_env
+
+    env = docq_env(
+        db_path,
+        PGPASSWORD="secret",
+        PGUSER="docq",
+        DOCQ_LOCK_TIMEOUT="20s",
+        DOCQ_GRACE="5s",
+        SOMETHING_ELSE="kept",
+    )
+    dump = "import json, os; print(json.dumps(sorted(os.environ)))"
+    result = run_docq(
+        "work",
+        "--operation",
+        "envdump",
+        "--pass-env",
+        "PGUSER",
+        "--json",
+        "--",
+        sys.executable,
+        "-c",
+        dump,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    shown = run_docq("show", "--item", "1", "--json", db=db_path)
+    names = set(json.loads(json.loads(shown.stdout)["output"]["text"]))
+    assert {"SOMETHING_ELSE", "PGUSER", "DOCQ_ITEM_ID", "DOCQ_DOCUMENT_PATH", "DOCQ_ATTEMPT"} <= names
+    assert not {"DOCQ_DB", "PGPASSWORD", "DOCQ_LOCK_TIMEOUT", "DOCQ_GRACE"} & names

@@ -140,6 +140,15 @@ def work(
             help="Commands: exit codes that fail an item at once, e.g. 2,3.",
         ),
     ] = None,
+    pass_env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--pass-env",
+            metavar="NAME",
+            help="Commands: pass this environment variable although its name is kept from them "
+            "(DOCQ_*, PG*). Repeat for several.",
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print a summary as JSON on stdout when done.")
     ] = False,
@@ -149,7 +158,9 @@ def work(
     Each document runs in a child process with a timeout and a memory cap: one bad
     document fails alone and never stops the worker. Failures are retried with
     exponential backoff. The first SIGINT/SIGTERM lets running items finish (up to
-    --grace) and gives the rest back; a second stops at once.
+    --grace) and gives the rest back; a second stops at once. Commands get the worker's
+    environment less docq's own settings (DOCQ_*) and PostgreSQL's (PG*), which may hold
+    passwords; --pass-env passes one anyway.
 
     **Examples**
 
@@ -184,6 +195,7 @@ def work(
         max_items=max_items,
         max_seconds=max_seconds,
         quiet_children=not run.debug,
+        pass_env=tuple(pass_env or ()),
     )
     with render.WorkDisplay(enabled=not as_json) as display:
         summary = process_document_queue(settings=config, options=options, on_event=display.event)

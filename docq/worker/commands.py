@@ -17,7 +17,7 @@ import signal
 import subprocess
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from pathlib import PurePath
 
 from docq.errors import UsageError
@@ -26,6 +26,9 @@ from docq.worker.protocol import Handler, Job
 
 EX_TEMPFAIL = 75
 """A command exiting 75 asks for a retry later, whatever the other settings say."""
+
+_PRIVATE_PREFIXES = ("DOCQ_", "PG")
+"""Environment variables a command does not inherit (see `command_environment`)."""
 
 STDERR_TAIL = 4096
 AFTER_EXIT = 1.0  # seconds to keep reading a command's pipes after it exited
@@ -69,6 +72,17 @@ def placeholder_values(job: Job) -> dict[str, str]:
     }
 
 
+def command_environment(environ: Mapping[str, str], passed: Collection[str] = ()) -> dict[str, str]:
+    """The environment a command runs in: the worker's, less docq's own configuration
+    (``DOCQ_*``: ``DOCQ_DB`` may hold a database password) and PostgreSQL's client
+    settings (``PG*``: ``PGPASSWORD`` and the like), except the names in ``passed``."""
+    return {
+        name: value
+        for name, value in environ.items()
+        if name in passed or not name.startswith(_PRIVATE_PREFIXES)
+    }
+
+
 def run_command(handler: Handler, job: Job, on_started: Callable[[int], None] | None = None) -> Result:
     """Run the handler's command for ``job`` and report how it went: exit 0 completes the
     item with stdout as its text (up to the output cap) and stderr's tail as a note; any
@@ -76,7 +90,7 @@ def run_command(handler: Handler, job: Job, on_started: Callable[[int], None] | 
     ``on_started`` is called with the command's pid (its process group) once it runs."""
     values = placeholder_values(job)
     argv = [substitute(argument, values) for argument in handler.argv]
-    env = dict(os.environ)
+    env = command_environment(os.environ, handler.pass_env)
     env.update(
         DOCQ_DOCUMENT_ID=str(job.document_id),
         DOCQ_DOCUMENT_PATH=job.path,

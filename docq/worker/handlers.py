@@ -26,6 +26,7 @@ def handler_for(
     max_size: int,
     output_cap: int,
     permanent_exit_codes: frozenset[int] = frozenset(),
+    pass_env: frozenset[str] = frozenset(),
 ) -> Handler:
     """The handler a worker uses for ``operation`` (validated; raises `UsageError`)."""
     if command and target:
@@ -43,6 +44,7 @@ def handler_for(
             argv=tuple(command),
             output_cap=output_cap,
             permanent_exit_codes=permanent_exit_codes,
+            pass_env=pass_env,
         )
     if target:
         _check_importable(target)

@@ -90,6 +90,7 @@ class WorkOptions:
     max_items: int | None = None
     max_seconds: float | None = None
     quiet_children: bool = True
+    pass_env: tuple[str, ...] = ()  # environment variables commands get despite their names
 
 
 def process_document_queue(
@@ -120,6 +121,7 @@ def process_document_queue(
         max_size=settings.max_size,
         output_cap=settings.output_cap,
         permanent_exit_codes=settings.permanent_exit_codes,
+        pass_env=frozenset(options.pass_env),
     )
     service = DocumentQueueService(db if db is not None else settings.db, settings=settings)
     try:

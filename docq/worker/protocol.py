@@ -32,6 +32,7 @@ class Handler:
     max_size: int = 256 * 1024 * 1024
     output_cap: int = 1024 * 1024
     permanent_exit_codes: frozenset[int] = field(default_factory=frozenset)
+    pass_env: frozenset[str] = field(default_factory=frozenset)  # passed to commands all the same
 
     @property
     def runs_subprocesses(self) -> bool:
