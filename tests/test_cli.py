@@ -1195,3 +1195,42 @@ def test_a_postgresql_database_that_does_not_exist_fails_at_once(tmp_path: Path)
     result = runner.invoke(app, ["--db", url, "--lock-timeout", "10m", "stats"])
     line = assert_error(result, DATABASE, "does not exist")
     assert "cannot reach" not in line
+
+
+@pytest.fixture
+def corrupt_queue(tmp_path: Path) -> str:
+    """A queue whose pages after the first (the schema's) were overwritten."""
+    path = tmp_path / "queue.db"
+    cli = Cli(str(path))
+    for n in range(40):
+        (tmp_path / f"d{n}.txt").write_text(f"document {n} " * 50, encoding="utf-8")
+    cli.ok("enqueue", *(str(tmp_path / f"d{n}.txt") for n in range(40)))
+    cli.ok("work")
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    data = bytearray(path.read_bytes())
+    for offset in range(page_size, len(data), 97):
+        data[offset] = (data[offset] + 101) % 256
+    path.write_bytes(bytes(data))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["stats"], ["list"], ["show", "1"], ["export"], ["workers"], ["work"], ["retry", "--all-failed"]],
+)
+def test_every_command_on_a_corrupt_queue_exits_5_in_one_line(corrupt_queue: str, args: list[str]) -> None:
+    result = Cli(corrupt_queue)(*args)
+    assert result.exit_code == DATABASE, describe(result)
+    line = result.stderr.strip()
+    assert "\n" not in line and "internal error" not in line, line
+    assert f"{corrupt_queue} is corrupt" in line and ".recover" in line and "docq copy" in line, line
+
+
+def test_doctor_on_a_corrupt_queue_names_the_failed_check(corrupt_queue: str) -> None:
+    result = Cli(corrupt_queue)("doctor", "--json")
+    assert result.exit_code == 1, describe(result)
+    failed = {check["check"] for check in json.loads(result.stdout) if check["level"] == "fail"}
+    assert "integrity" in failed

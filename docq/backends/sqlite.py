@@ -127,8 +127,12 @@ class SqliteBackend(Backend):
         message = _first_line(exc)
         if "not a database" in message:
             return DatabaseError(f"{where} is not a docq database (not an SQLite file)")
-        if "malformed" in message:
-            return DatabaseError(f"{where} is corrupt ({message}); see `docq doctor`")
+        if "malformed" in message or "corrupt" in message:
+            return DatabaseError(
+                f"{where} is corrupt ({message}): restore it from a backup, or save what can still be "
+                f"read: `sqlite3 {where} .recover | sqlite3 recovered.db`, or `docq copy --to NEW` "
+                "(it stops at the first damaged page)"
+            )
         if "readonly" in message or "read-only" in message:
             return DatabaseError(f"{where} is read-only: docq needs to write to it and its directory")
         if "unable to open" in message:
