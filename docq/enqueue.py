@@ -115,19 +115,30 @@ def enqueue_paths(
     force: bool = False,
     max_attempts: int | None = None,
     on_progress: Callable[[int], None] | None = None,
+    report: EnqueueReport | None = None,
+    batch_size: int = BATCH_SIZE,
+    stop: Callable[[], bool] | None = None,
 ) -> EnqueueReport:
     """Queue ``operation`` for every file named by ``paths`` (see `DocumentQueueService.add_documents`
-    for what is skipped). ``on_progress`` is called with the number of inputs handled so far."""
-    report = EnqueueReport()
+    for what is skipped). ``on_progress`` is called with the number of inputs handled so far.
+
+    Each batch of ``batch_size`` paths is one transaction, not the whole call. ``stop`` is
+    asked between files: once it says so, the batch in progress is dropped before its
+    transaction and the report tells what the batches before queued (an exception does
+    the same, but then pass your own ``report`` to see it). Calling again with the same
+    paths queues the rest: what is queued already is skipped."""
+    report = report if report is not None else EnqueueReport()
     handled = 0
     inspector = _Inspector()
     try:
-        for batch in _batches(expand(paths, recursive=recursive), BATCH_SIZE):
+        for batch in _batches(expand(paths, recursive=recursive), batch_size):
             names = [entry for entry in batch if isinstance(entry, str)]
             report.rejected.extend(entry for entry in batch if isinstance(entry, Rejected))
             handled += len(batch) - len(names)
             facts = []
             for inspected in inspector.map(names):
+                if stop is not None and stop():
+                    return report
                 for outcome in inspected:
                     if isinstance(outcome, Rejected):
                         report.rejected.append(outcome)
@@ -136,6 +147,8 @@ def enqueue_paths(
                 handled += len(inspected)
                 if on_progress is not None:
                     on_progress(handled)
+            if stop is not None and stop():
+                return report
             added = service.add_documents(
                 facts, operation=operation, priority=priority, force=force, max_attempts=max_attempts
             )

@@ -1234,3 +1234,59 @@ def test_doctor_on_a_corrupt_queue_names_the_failed_check(corrupt_queue: str) ->
     assert result.exit_code == 1, describe(result)
     failed = {check["check"] for check in json.loads(result.stdout) if check["level"] == "fail"}
     assert "integrity" in failed
+
+
+def test_a_stopped_enqueue_keeps_its_finished_batches_and_says_how_many(tmp_path: Path) -> None:
+    """SIGTERM in the middle of a large enqueue: the batches before it are queued (each batch
+    is one transaction), the command says how many and that running it again queues the
+    rest; running it again does."""
+    import signal as signals
+    import subprocess
+    import time
+
+    from conftest import docq_command, docq_env
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    total = 48_000  # more than two batches of 20,000
+    for n in range(total):
+        (folder / f"{n:05}.txt").write_bytes(b"x")
+    db = str(tmp_path / "queue.db")
+    process = subprocess.Popen(
+        [*docq_command(), "enqueue", "-r", str(folder)],
+        env=docq_env(db),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    queued = 0
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.1)
+            queued = conn.execute("SELECT count(*) FROM queue_items").fetchone()[0]
+            conn.close()
+        except sqlite3.Error:
+            queued = 0
+        if queued >= 20_000:
+            process.send_signal(signals.SIGTERM)
+            break
+        time.sleep(0.02)
+    _stdout, stderr = process.communicate(timeout=120)
+    if queued < 20_000:
+        pytest.skip("the enqueue finished before the test could stop it (a very fast machine)")
+    assert process.returncode == 128 + signals.SIGTERM, stderr
+    conn = sqlite3.connect(db)
+    stored = conn.execute("SELECT count(*) FROM queue_items").fetchone()[0]
+    conn.close()
+    assert stored % 20_000 == 0 and 0 < stored < total  # whole batches only
+    assert f"stopped by SIGTERM after queuing {stored} documents" in stderr
+    assert "run the same command again" in stderr and "Traceback" not in stderr
+    again = subprocess.run(
+        [*docq_command(), "enqueue", "-r", "--json", str(folder)],
+        env=docq_env(db),
+        capture_output=True,
+        text=True,
+    )
+    report = json.loads(again.stdout)
+    assert (len(report["queued"]), len(report["skipped"])) == (total - stored, stored)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -78,9 +81,13 @@ def enqueue(
     check_operation_name(operation)
     inputs = _enqueue_inputs(paths or [], from_file, null, read_path_list)
     queue = Invocation.of(ctx).service(create=True)
-    with render.EnqueueProgress(
-        enabled=not as_json, known=None if from_file or recursive else len(paths or [])
-    ) as progress:
+    received: list[int] = []
+    with (
+        render.EnqueueProgress(
+            enabled=not as_json, known=None if from_file or recursive else len(paths or [])
+        ) as progress,
+        _stop_signals(received),
+    ):
         report = enqueue_paths(
             queue,
             inputs,
@@ -90,12 +97,39 @@ def enqueue(
             force=force,
             max_attempts=max_attempts,
             on_progress=progress.update,
+            stop=lambda: bool(received),
         )
+    stopped_by = received[0] if received else None
     if as_json:
         output.print_json(report.to_dict())
     else:
         render.enqueue_report(report)
+    if stopped_by is not None:
+        output.warn(
+            f"stopped by {signal.Signals(stopped_by).name} after queuing {len(report.queued)} documents; "
+            "the batch in progress was not queued: run the same command again to queue the rest "
+            "(it skips what is queued already)"
+        )
+        finish(128 + stopped_by)
     finish(EXIT_PARTIAL if report.rejected else EXIT_OK)
+
+
+@contextmanager
+def _stop_signals(received: list[int]) -> Iterator[None]:
+    """Note SIGINT, SIGTERM and SIGHUP in ``received`` while enqueueing, instead of dying at
+    once: the enqueue then stops between files, and what it queued so far is reported."""
+
+    def stop(signum: int, _frame: object) -> None:
+        received.append(signum)
+
+    previous = {
+        signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _enqueue_inputs(paths: list[str], from_file: str | None, null: bool, reader: Any) -> Any:
