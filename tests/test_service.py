@@ -1521,3 +1521,42 @@ def test_reprocess_dry_run_changes_nothing(service: DocumentQueueService, root: 
     assert [(ch.document_id, ch.item_id, ch.action) for ch in changes] == [(a.document_id, None, "queued")]
     assert scalar(service, "SELECT count(*) FROM queue_items") == 1
     assert document(service, a.document_id)["status"] == "processed"
+
+
+def test_a_purge_racing_an_enqueue_keeps_the_document_on_postgresql(pg_url: str) -> None:
+    """The purge deletes a document's old items, then the document, while an enqueue gives
+    it a new item in a transaction still open: the purge waits for it, sees the new item
+    once it commits (instead of failing on the foreign key), and keeps the document."""
+    import threading
+
+    import psycopg
+
+    service = DocumentQueueService(pg_url, settings=Settings(db=pg_url, lock_timeout=20))
+    [queued] = service.add_documents([FileFacts("/srv/docs/a.txt", 1, "a" * 64, "text/plain")])
+    [lease] = service.claim(worker="host:1:w", lease_seconds=60)
+    service.finish([(lease, Result(ok=True, text="a", metadata={}))])
+    enqueue = psycopg.connect(pg_url.replace("postgresql+psycopg://", "postgresql://"))
+    enqueue.execute(
+        "INSERT INTO queue_items (document_id, operation, priority, status, attempts, next_run_at, "
+        "cancel_requested, created_at) VALUES (%s, 'ocr', 0, 'pending', 0, 0, false, 0)",
+        (queued.document_id,),  # type: ignore[union-attr]
+    )
+    outcome: list[object] = []
+
+    def purge() -> None:
+        try:
+            outcome.append(service.purge(older_than=0))
+        except BaseException as error:  # reported to the test's thread
+            outcome.append(error)
+
+    purger = threading.Thread(target=purge)
+    purger.start()
+    time.sleep(1.0)  # the purge now waits on the enqueue's lock on the document
+    enqueue.commit()
+    enqueue.close()
+    purger.join(30)
+
+    assert len(outcome) == 1 and not isinstance(outcome[0], BaseException), outcome
+    assert outcome[0].items == 1 and outcome[0].documents == 0  # type: ignore[attr-defined]
+    assert service.get_queue_stats().pending == 1  # the new item, on the document that was kept
+    service.close()

@@ -96,6 +96,11 @@ class PostgresBackend(Backend):
             # A concurrent transaction queued the same document first: run ours again,
             # and its "already queued" check now sees the other's item.
             return "busy"
+        if isinstance(exc, errors.ForeignKeyViolation):
+            # A purge and an enqueue raced over one document: the purge deleted it while the
+            # enqueue gave it a new item (or the other way round). Run ours again: the purge
+            # then sees the new item and keeps the document; the enqueue registers it anew.
+            return "busy"
         if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
             # Class 08 and 57P01-57P03: the server closed the connection, is shutting down
             # or starting. Without a SQLSTATE, libpq's own words tell a lost or refused
