@@ -31,12 +31,19 @@ def new_worker_id(tag: str) -> str:
 
 
 def sweep_expired(tx: Tx, now: float, max_attempts: int) -> list[int]:
-    """Move items whose lease expired back to pending (or failed, or cancelled), recording
-    each lost attempt as ``abandoned``. Returns the ids of the items moved."""
+    """Move items whose lease expired back to pending (or failed, or cancelled): those that
+    started with their lost attempt recorded as ``abandoned`` (and counted), those claimed
+    ahead and never started as if never claimed. Returns the ids of the items moved."""
+    unstarted = tx.all(q.SWEEP_UNSTARTED, {"now": now})
+    for _item, document_id, status in unstarted:
+        if status == "cancelled":
+            restore_document_status(tx, document_id, now)
+        else:
+            set_document_status(tx, document_id, DocumentStatus.PENDING, now)
     error = "transient: abandoned: the worker's lease expired (it died, hung or lost the database)"
     rows = tx.all(q.SWEEP_EXPIRED, {"now": now, "max_attempts": max_attempts, "error": error})
     if not rows:
-        return []
+        return [row[0] for row in unstarted]
     tx.executemany(
         q.RECORD_ATTEMPT,
         [
@@ -58,13 +65,37 @@ def sweep_expired(tx: Tx, now: float, max_attempts: int) -> list[int]:
             restore_document_status(tx, document_id, now)
         else:
             set_document_status(tx, document_id, _mirror(status), now)
-    return [row[0] for row in rows]
+    return [row[0] for row in unstarted] + [row[0] for row in rows]
+
+
+def start(tx: Tx, leases: Sequence[Lease], now: float) -> set[int]:
+    """Mark items claimed ahead as started (handed to a child): from now on a lost lease
+    charges their attempt. Returns the ids this worker still held (fenced by the
+    lease token); the others were taken over and must not run."""
+    by_token: dict[str, list[int]] = {}
+    for lease in leases:
+        by_token.setdefault(lease.token, []).append(lease.item_id)
+    started: set[int] = set()
+    for token, ids in by_token.items():
+        started.update(row[0] for row in tx.all(q.START, {"ids": ids, "token": token, "now": now}))
+    return started
 
 
 def claim(
-    tx: Tx, *, lane: str, limit: int, lease_seconds: float, worker: str, token: str, now: float
+    tx: Tx,
+    *,
+    lane: str,
+    limit: int,
+    lease_seconds: float,
+    worker: str,
+    token: str,
+    now: float,
+    started: bool = True,
 ) -> list[Lease]:
     """Take up to ``limit`` due items of ``lane`` for ``worker``, leased for ``lease_seconds``.
+
+    Each claim charges an attempt. With ``started`` false the items are claimed ahead: a
+    lost lease or a release gives them back uncharged until `start` marks them started.
 
     Runs the expiry sweep first, so expired items are claimable by this same query.
     Leases come back in claim order (priority, then age).
@@ -76,6 +107,7 @@ def claim(
         "worker": worker,
         "token": token,
         "now": now,
+        "started": started,
     }
     rows = tx.all(q.CLAIM, params)
     if not rows:
@@ -202,13 +234,16 @@ def release(tx: Tx, leases: Sequence[Lease], now: float) -> int:
         row = tx.one(q.RELEASE, {"id": lease.item_id, "token": lease.token, "now": now})
         if row is None:
             continue
+        started = bool(row[1])
         if row[0] == "cancelled":  # its cancel was requested: it stops here for good
-            _record(tx, lease, Outcome.CANCELLED, "cancelled while its worker shut down", now)
+            if started:
+                _record(tx, lease, Outcome.CANCELLED, "cancelled while its worker shut down", now)
             restore_document_status(tx, lease.document_id, now)
             continue
         released += 1
-        error = "released: the worker shut down before it finished (not counted as an attempt)"
-        _record(tx, lease, Outcome.RELEASED, error, now)
+        if started:  # an item only claimed ahead leaves no trace in the history
+            error = "released: the worker shut down before it finished (not counted as an attempt)"
+            _record(tx, lease, Outcome.RELEASED, error, now)
         set_document_status(tx, lease.document_id, DocumentStatus.PENDING, now)
     return released
 

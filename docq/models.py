@@ -158,6 +158,9 @@ class QueueItem(SQLModel, table=True):
     last_error: str | None = None
     created_at: float
     finished_at: float | None = None
+    # Whether the current attempt has started (the item was handed to a child or a
+    # command): only then does it count, and does a lost lease charge it.
+    started: bool = Field(default=False, sa_column_kwargs={"server_default": text("FALSE")})
 
 
 class Attempt(SQLModel, table=True):

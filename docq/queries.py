@@ -24,10 +24,22 @@ def sqlite_only(sql: str) -> dict[str, str]:
 
 # --- claim ---------------------------------------------------------------------------
 
-# Expired leases: the worker died, hung or lost the database. The lost attempt counts,
-# so a document that kills its worker every time ends failed instead of looping; an
-# item whose cancel was requested ends cancelled. Runs inside every claim transaction,
-# so no separate sweeper has to be alive for work to move on.
+# Expired leases on items that never started (claimed ahead, still waiting for a child
+# when their worker died): back to the queue at once with their claim's charge taken
+# back, as if never claimed; cancelled if their cancel was requested.
+SWEEP_UNSTARTED = """
+UPDATE queue_items SET
+    status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END,
+    finished_at = CASE WHEN cancel_requested THEN :now END,
+    attempts = attempts - 1, next_run_at = :now, lease_expires_at = NULL
+WHERE status = 'in_progress' AND NOT started AND lease_expires_at < :now
+RETURNING id, document_id, status
+"""
+
+# Expired leases on items that started: the worker died, hung or lost the database. The
+# lost attempt counts, so a document that kills its worker every time ends failed instead
+# of looping; an item whose cancel was requested ends cancelled. Both sweeps run inside
+# every claim transaction, so no separate sweeper has to be alive for work to move on.
 SWEEP_EXPIRED = """
 UPDATE queue_items SET
     status = CASE
@@ -39,18 +51,21 @@ UPDATE queue_items SET
     finished_at = CASE
         WHEN cancel_requested OR attempts >= COALESCE(max_attempts, :max_attempts) THEN :now END,
     last_error = CASE WHEN cancel_requested THEN last_error ELSE :error END
-WHERE status = 'in_progress' AND lease_expires_at < :now
+WHERE status = 'in_progress' AND started AND lease_expires_at < :now
 RETURNING id, document_id, attempts, worker_id, started_at, status
 """
 
 # The claim itself: one statement takes the next due items of one lane, highest
 # priority first, then oldest. SQLite runs it under BEGIN IMMEDIATE (one writer at a
-# time); PostgreSQL locks the rows it picks and skips rows another worker holds.
+# time); PostgreSQL locks the rows it picks and skips rows another worker holds. The
+# claim charges the attempt; a worker that claims ahead of its children claims with
+# `started` false and marks items started (`START`) as it hands them over, so a claim it
+# never got to run is given back uncharged (`SWEEP_UNSTARTED`, `RELEASE`).
 CLAIM = {
     "sqlite": """
 UPDATE queue_items SET
-    status = 'in_progress', attempts = attempts + 1, lease_token = :token, worker_id = :worker,
-    started_at = :now, lease_expires_at = :now + :lease, finished_at = NULL
+    status = 'in_progress', attempts = attempts + 1, started = :started, lease_token = :token,
+    worker_id = :worker, started_at = :now, lease_expires_at = :now + :lease, finished_at = NULL
 WHERE id IN (
     SELECT id FROM queue_items
     WHERE status = 'pending' AND lane = :lane AND next_run_at <= :now
@@ -66,8 +81,8 @@ WITH due AS (
     ORDER BY priority DESC, id LIMIT :limit
     FOR UPDATE SKIP LOCKED)
 UPDATE queue_items AS q SET
-    status = 'in_progress', attempts = q.attempts + 1, lease_token = :token, worker_id = :worker,
-    started_at = :now, lease_expires_at = :now + :lease, finished_at = NULL
+    status = 'in_progress', attempts = q.attempts + 1, started = :started, lease_token = :token,
+    worker_id = :worker, started_at = :now, lease_expires_at = :now + :lease, finished_at = NULL
 FROM due WHERE q.id = due.id
 RETURNING q.id, q.document_id, q.operation, q.attempts, q.max_attempts, q.priority, q.started_at,
     (SELECT path FROM documents WHERE documents.id = q.document_id),
@@ -76,13 +91,22 @@ RETURNING q.id, q.document_id, q.operation, q.attempts, q.max_attempts, q.priori
 }
 
 # Compare-and-set of one item (the seed API's mark_in_progress): exactly one caller
-# can move a given due item from pending to in_progress.
+# can move a given due item from pending to in_progress; it starts at once.
 CLAIM_ONE = """
 UPDATE queue_items SET
-    status = 'in_progress', attempts = attempts + 1, lease_token = :token, worker_id = :worker,
-    started_at = :now, lease_expires_at = :now + :lease, finished_at = NULL
+    status = 'in_progress', started = TRUE, attempts = attempts + 1, lease_token = :token,
+    worker_id = :worker, started_at = :now, lease_expires_at = :now + :lease, finished_at = NULL
 WHERE id = :id AND status = 'pending' AND next_run_at <= :now
 RETURNING attempts, started_at, lease_expires_at
+"""
+
+# Items handed to a child: from now on a lost lease charges the attempt. Fenced by the
+# lease, and idempotent (an item a crashed child gave back is handed over again): returns
+# the ids this worker still holds.
+START = """
+UPDATE queue_items SET started = TRUE
+WHERE lease_token = :token AND status = 'in_progress' AND id IN (:ids)
+RETURNING id
 """
 
 SET_DOCUMENT_STATUS = "UPDATE documents SET status = :status, updated_at = :now WHERE id = :id"
@@ -142,14 +166,15 @@ WHERE id = :id AND lease_token = :token AND status = 'in_progress'
 """
 
 # Graceful shutdown gives an unfinished item back at once; the attempt does not count.
-# An item whose cancel was requested is cancelled instead of going back.
+# An item whose cancel was requested is cancelled instead of going back. Returns the
+# new status and whether the item had started (only then is the release recorded).
 RELEASE = """
 UPDATE queue_items SET
     status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END,
     finished_at = CASE WHEN cancel_requested THEN :now END,
     attempts = attempts - 1, next_run_at = :now, lease_expires_at = NULL
 WHERE id = :id AND lease_token = :token AND status = 'in_progress'
-RETURNING status
+RETURNING status, started
 """
 
 RECORD_ATTEMPT = """

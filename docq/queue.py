@@ -377,9 +377,11 @@ class DocumentQueueService:
         limit: int = 0,
         worker: str,
         lease_seconds: float,
+        started: bool = True,
     ) -> tuple[list[Verdict], list[Lease]]:
         """Record finished attempts and claim up to ``limit`` more, in one transaction (one
-        commit instead of two: what makes a worker fast at ``synchronous=FULL``)."""
+        commit instead of two: what makes a worker fast at ``synchronous=FULL``). With
+        ``started`` false the claimed items wait for `start` (see `leases.claim`)."""
         lane = lane_of(operation)
 
         def run(tx: Tx) -> tuple[list[Verdict], list[Lease]]:
@@ -399,6 +401,7 @@ class DocumentQueueService:
                     worker=worker,
                     token=token,
                     now=now,
+                    started=started,
                 )
             return verdicts, claimed
 
@@ -424,6 +427,14 @@ class DocumentQueueService:
         if not finished:
             return []
         return self.db.write(lambda tx: leases.finish(tx, finished, self.policy, self.clock()))
+
+    def start(self, handed: Sequence[Lease]) -> set[int]:
+        """Record that these items, claimed ahead, were handed to a child: from now on a
+        lost lease charges their attempt. Returns the ids still held (see `leases.start`);
+        the others must not run."""
+        if not handed:
+            return set()
+        return self.db.write(lambda tx: leases.start(tx, handed, self.clock()))
 
     def release(self, held: Sequence[Lease]) -> int:
         """Give unfinished items back to pending without counting the attempt."""

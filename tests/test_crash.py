@@ -82,8 +82,9 @@ def test_kill_9_mid_item_recovers_after_the_lease(
     db_target: str, any_service: DocumentQueueService, procs: Processes, tmp_path: Path
 ) -> None:
     """The worker's whole process group dies while its child runs ``slow.txt``, with the
-    next item claimed and queued behind it. Both come back after the lease; the item it
-    had not claimed is simply taken."""
+    next item claimed ahead, waiting for the child. Both come back after the lease: the
+    running one charged an ``abandoned`` attempt, the waiting one uncharged, as if never
+    claimed; the item it had not claimed is simply taken."""
     ids = add_files(any_service, tmp_path / "docs", ["slow.txt", "b.txt", "c.txt"], operation="slow")
     first = procs.worker(db_target, *SLOW, *VICTIM_LEASE, DOCQ_TEST_LABEL="first", DOCQ_TEST_SLOW="30")
     child = handler_started(procs, "first", watch=first)
@@ -95,20 +96,23 @@ def test_kill_9_mid_item_recovers_after_the_lease(
     no_children_left(procs)
     rows = {name: item(any_service, item_id) for name, item_id in ids.items()}
     held = {name for name, row in rows.items() if row["status"] == "in_progress"}
-    assert held == {"slow.txt", "b.txt"}, rows  # the running item and the one queued behind it
+    assert held == {"slow.txt", "b.txt"}, rows  # the running item and the one claimed ahead
     assert rows["c.txt"]["status"] == "pending"
     expiry = max(rows[name]["lease_expires_at"] for name in held)  # final: nobody renews them any more
 
     second = procs.worker(db_target, *SLOW, *TAKE_OVER, DOCQ_TEST_LABEL="second", DOCQ_TEST_SLOW="0")
     wait_until(lambda: counts(any_service) == only(completed=3), 60, "the take-over", watch=[second])
 
+    attempts = history(any_service, ids["slow.txt"])
+    assert [a["outcome"] for a in attempts] == ["abandoned", "completed"]
+    assert owned_by(attempts[0], first) and owned_by(attempts[1], second)
+    assert item(any_service, ids["slow.txt"])["attempts"] == 2  # the lost attempt counts
     for name in held:
         attempts = history(any_service, ids[name])
-        assert [a["outcome"] for a in attempts] == ["abandoned", "completed"]
-        assert owned_by(attempts[0], first) and owned_by(attempts[1], second)
-        assert attempts[1]["started_at"] >= expiry, "taken over before the lease expired"
-        assert item(any_service, ids[name])["attempts"] == 2  # the lost attempt counts
-    assert [a["outcome"] for a in history(any_service, ids["c.txt"])] == ["completed"]
+        assert attempts[-1]["started_at"] >= expiry, "taken over before the lease expired"
+    for name in ("b.txt", "c.txt"):  # b.txt never started: its claim is not charged
+        assert [a["outcome"] for a in history(any_service, ids[name])] == ["completed"]
+        assert item(any_service, ids[name])["attempts"] == 1
     ran = [(who, Path(path).name) for who, path, _pid in procs.ledger()]
     assert sorted(ran) == [
         ("first", "slow.txt"),
@@ -126,6 +130,37 @@ def test_kill_9_mid_item_recovers_after_the_lease(
         f"{expiry - killed_at:.2f}s after the kill, re-claimed after {slow['started_at'] - killed_at:.2f}s, "
         f"completed after {slow['finished_at'] - killed_at:.2f}s"
     )
+
+
+def test_items_claimed_ahead_are_not_charged_when_their_worker_dies_again_and_again(
+    db_path: str, service: DocumentQueueService, procs: Processes, tmp_path: Path
+) -> None:
+    """Three workers in turn claim both items, start the first and are killed with the
+    second still waiting. Only the item that ran is charged (and fails after
+    --max-attempts); the other, never started, is completed at its first attempt."""
+    ids = add_files(service, tmp_path / "docs", ["slow.txt", "b.txt"], operation="slow")
+    options = (*SLOW, "--concurrency", "1", "--max-attempts", "3", "--loop", "--poll-interval", "0.1s")
+    for n in (1, 2, 3):
+        victim = procs.worker(
+            db_path, *options, *VICTIM_LEASE, DOCQ_TEST_LABEL=f"victim{n}", DOCQ_TEST_DELAY="30"
+        )
+        handler_started(procs, f"victim{n}", watch=victim)
+        assert status_is(service, ids["b.txt"], "in_progress")  # claimed ahead, waiting
+        victim.kill_group()
+        victim.wait(10)
+
+    survivor = procs.worker(db_path, *options, *LEASE, "--json", DOCQ_TEST_LABEL="survivor")
+    finished = only(completed=1, failed=1)
+    wait_until(lambda: counts(service) == finished, 60, "the sweep and the rest", watch=[survivor])
+
+    assert outcomes(service, ids["slow.txt"]) == ["abandoned"] * 3
+    assert outcomes(service, ids["b.txt"]) == ["completed"]
+    assert item(service, ids["b.txt"])["attempts"] == 1
+    ran = [(who, Path(path).name) for who, path, _pid in procs.ledger()]
+    assert ran == [*((f"victim{n}", "slow.txt") for n in (1, 2, 3)), ("survivor", "b.txt")]
+    survivor.send(signal.SIGTERM)
+    assert survivor.wait(30) == 0, survivor.stderr()
+    no_children_left(procs)
 
 
 def test_item_whose_worker_dies_every_time_ends_failed(

@@ -33,15 +33,28 @@ from docq.schema import SCHEMA_VERSION
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SCHEMA_1_QUEUE = FIXTURES / "schema1-queue.sqlite"
 SCHEMA_1_POSTGRES = FIXTURES / "schema1.postgresql.sql"
+ALL_VERSIONS = [migration.version for migration in migrations.MIGRATIONS]
 OLD_TABLES = ("documents", "queue_items", "attempts", "item_outputs", "workers", "queue_counts")
 
 
+def old_columns(table: str) -> list[str]:
+    """The columns ``table`` had in schema 1 (later migrations add columns, never drop one)."""
+    conn = sqlite3.connect(SCHEMA_1_QUEUE)
+    try:
+        return [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+    finally:
+        conn.close()
+
+
 def sqlite_rows(path: Path | str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the schema-1 tables, in their schema-1 columns."""
     conn = sqlite3.connect(path)
     try:
-        return {
-            table: conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall() for table in OLD_TABLES
-        }
+        rows = {}
+        for table in OLD_TABLES:
+            columns = ", ".join(old_columns(table))
+            rows[table] = conn.execute(f"SELECT {columns} FROM {table} ORDER BY 1, 2").fetchall()
+        return rows
     finally:
         conn.close()
 
@@ -177,7 +190,8 @@ def test_migrate_upgrades_and_says_so_once(old_queue: Path) -> None:
     first = cli.ok("migrate")
     again = cli.json("migrate")
     assert first.stdout.startswith(f"Upgraded the queue at {old_queue} from schema 1 to {SCHEMA_VERSION}:")
-    assert again == {"database": str(old_queue), "from": 2, "to": 2, "dry_run": False, "migrations": []}
+    latest = {"from": SCHEMA_VERSION, "to": SCHEMA_VERSION}
+    assert again == {"database": str(old_queue), **latest, "dry_run": False, "migrations": []}
 
 
 def test_migrate_on_a_missing_queue_creates_nothing(tmp_path: Path) -> None:
@@ -241,7 +255,7 @@ def _upgrade_at_once(target: str, contenders: int = 4) -> list[str]:
 def test_processes_opening_an_old_queue_at_once_upgrade_it_once(old_queue: Path) -> None:
     assert _upgrade_at_once(str(old_queue)) == ["ok"] * 4
     conn = sqlite3.connect(old_queue)
-    assert [row[0] for row in conn.execute("SELECT version FROM docq_migrations")] == [1, 2]
+    assert [row[0] for row in conn.execute("SELECT version FROM docq_migrations")] == ALL_VERSIONS
     conn.close()
 
 
@@ -286,9 +300,12 @@ def old_pg_queue() -> Iterator[tuple[str, Any]]:
 
 
 def pg_rows(admin: Any) -> dict[str, list[tuple[Any, ...]]]:
-    return {
-        table: admin.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall() for table in OLD_TABLES[:-1]
-    }
+    """Every row of the schema-1 tables, in their schema-1 columns."""
+    rows = {}
+    for table in OLD_TABLES[:-1]:
+        columns = ", ".join(old_columns(table))
+        rows[table] = admin.execute(f"SELECT {columns} FROM {table} ORDER BY 1, 2").fetchall()
+    return rows
 
 
 def pg_schema(admin: Any) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
@@ -309,10 +326,10 @@ def test_a_schema_1_postgresql_queue_upgrades_in_place(old_pg_queue: tuple[str, 
 
     result = Cli(url).ok("stats", "--json")
 
-    assert "from schema 1 to 2" in result.stderr
+    assert f"from schema 1 to {SCHEMA_VERSION}" in result.stderr
     assert pg_rows(admin) == before
     assert admin.execute("SELECT value FROM docq_meta").fetchall() == [(str(SCHEMA_VERSION),)]
-    assert [row[0] for row in admin.execute("SELECT version FROM docq_migrations ORDER BY 1")] == [1, 2]
+    assert [row[0] for row in admin.execute("SELECT version FROM docq_migrations ORDER BY 1")] == ALL_VERSIONS
     Database(pg_url).close()  # a new queue, in another schema
     import psycopg
 
@@ -331,7 +348,7 @@ def test_processes_opening_an_old_postgresql_queue_at_once_upgrade_it_once(
 ) -> None:
     url, admin = old_pg_queue
     assert _upgrade_at_once(url) == ["ok"] * 4
-    assert [row[0] for row in admin.execute("SELECT version FROM docq_migrations ORDER BY 1")] == [1, 2]
+    assert [row[0] for row in admin.execute("SELECT version FROM docq_migrations ORDER BY 1")] == ALL_VERSIONS
 
 
 def test_every_migration_is_listed_once_in_order() -> None:
@@ -342,7 +359,8 @@ def test_every_migration_is_listed_once_in_order() -> None:
 
 
 def test_opening_without_upgrade_reports_an_outdated_schema(old_queue: Path) -> None:
-    with pytest.raises(DatabaseError, match="has schema 1; this docq needs 2: run `docq migrate`"):
+    outdated = f"has schema 1; this docq needs {SCHEMA_VERSION}: run `docq migrate`"
+    with pytest.raises(DatabaseError, match=outdated):
         Database(str(old_queue), upgrade=False)
 
 

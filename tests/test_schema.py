@@ -19,6 +19,7 @@ from docq.backends.sqlite import APPLICATION_ID, SqliteBackend
 from docq.config import Settings
 from docq.db import Database
 from docq.errors import DatabaseError
+from docq.migrations import MIGRATIONS
 from docq.processing import FileFacts
 from docq.queue import DocumentQueueService, Queued
 
@@ -304,7 +305,7 @@ def test_a_creator_committing_between_the_checks_is_not_mistaken_for_another_pro
         migrations = conn.execute("SELECT version FROM docq_migrations ORDER BY version").fetchall()
     finally:
         conn.close()
-    assert migrations == [(1,), (2,)]  # created once
+    assert migrations == [(m.version,) for m in MIGRATIONS]  # created once
 
 
 # --- PostgreSQL --------------------------------------------------------------------------

@@ -1033,6 +1033,68 @@ def test_release_gives_the_item_back_without_counting(service: DocumentQueueServ
     assert claim_one(service, worker="w2").attempt == 1
 
 
+def claim_ahead(service: DocumentQueueService, limit: int, *, lease_seconds: float = LEASE) -> list[Lease]:
+    """Claim as a worker does, ahead of its children: nothing has started yet."""
+    return service.exchange([], limit=limit, worker="w1", lease_seconds=lease_seconds, started=False)[1]
+
+
+def test_items_claimed_ahead_and_never_started_are_not_charged_when_the_lease_expires(
+    service: DocumentQueueService, clock: Clock, root: Path
+) -> None:
+    ran, waiting = (add(service, root / name) for name in ("ran.pdf", "waiting.pdf"))
+    leased = claim_ahead(service, 2, lease_seconds=SHORT_LEASE)
+    assert service.start(leased[:1]) == {ran.item_id}  # handed to a child; the other waits
+    let_leases_expire(service, clock, [ran.item_id, waiting.item_id])
+
+    again = service.claim(limit=5, worker="w2", lease_seconds=LEASE)
+
+    assert [(lease.item_id, lease.attempt) for lease in again] == [(ran.item_id, 2), (waiting.item_id, 1)]
+    assert history(service, ran.item_id) == [(1, "abandoned")]
+    assert history(service, waiting.item_id) == []
+    assert item(service, waiting.item_id)["last_error"] is None
+
+
+def test_an_item_claimed_ahead_cannot_fail_without_running(
+    make_queue: MakeQueue, clock: Clock, root: Path
+) -> None:
+    service = make_queue(max_attempts=1)
+    queued = add(service, root / "a.pdf")
+    for _ in range(3):  # three workers die holding it, none having started it
+        [lease] = claim_ahead(service, 1, lease_seconds=SHORT_LEASE)
+        assert lease.attempt == 1
+        let_leases_expire(service, clock, [queued.item_id])
+
+    again = claim_one(service, worker="w2")
+
+    assert again.attempt == 1
+    assert history(service, queued.item_id) == []
+
+
+def test_release_of_items_claimed_ahead_leaves_no_trace(service: DocumentQueueService, root: Path) -> None:
+    started, waiting = (add(service, root / name) for name in ("started.pdf", "waiting.pdf"))
+    leased = claim_ahead(service, 2)
+    service.start(leased[:1])
+
+    assert service.release(leased) == 2
+
+    for queued in (started, waiting):
+        row = item(service, queued.item_id)
+        assert (row["status"], row["attempts"]) == ("pending", 0)
+    assert history(service, started.item_id) == [(1, "released")]
+    assert history(service, waiting.item_id) == []
+
+
+def test_start_is_fenced_by_the_lease(service: DocumentQueueService, clock: Clock, root: Path) -> None:
+    queued = add(service, root / "a.pdf")
+    [lost] = claim_ahead(service, 1, lease_seconds=SHORT_LEASE)
+    let_leases_expire(service, clock, [queued.item_id])
+    [taken] = service.claim(limit=1, worker="w2", lease_seconds=LEASE)
+
+    assert service.start([lost]) == set()  # taken over: the first worker must not run it
+    assert service.start([taken]) == {queued.item_id}
+    assert service.start([taken]) == {queued.item_id}  # handing it over again is harmless
+
+
 # --- retry, cancel -------------------------------------------------------------------
 
 

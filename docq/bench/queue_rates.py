@@ -108,11 +108,10 @@ def raw_claim_complete(path: str, count: int, batch: int, synchronous: str) -> f
         limit = min(batch, count - done)
         held = []
         if limit:
+            cursor.execute(q.SWEEP_UNSTARTED, {"now": now}).fetchall()
             cursor.execute(q.SWEEP_EXPIRED, {"now": now, "max_attempts": 5, "error": ""}).fetchall()
-            held = cursor.execute(
-                q.CLAIM["sqlite"],
-                {"lane": "noop", "limit": limit, "lease": 60, "worker": "raw", "token": token, "now": now},
-            ).fetchall()
+            claim = {"lane": "noop", "limit": limit, "lease": 60, "worker": "raw", "token": token}
+            held = cursor.execute(q.CLAIM["sqlite"], {**claim, "now": now, "started": True}).fetchall()
             cursor.executemany(
                 q.SET_DOCUMENT_STATUS, [{"status": "processing", "now": now, "id": row[1]} for row in held]
             )

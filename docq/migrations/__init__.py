@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from docq.backends import Tx
-from docq.migrations import v002_migration_log
+from docq.migrations import v002_migration_log, v003_started
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class Migration:
 MIGRATIONS = (
     Migration(1, "the first schema: documents, queue items, attempts, outputs, workers", None),
     Migration(2, v002_migration_log.NAME, v002_migration_log.upgrade),
+    Migration(3, v003_started.NAME, v003_started.upgrade),
 )
 
 LATEST = MIGRATIONS[-1].version

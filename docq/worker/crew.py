@@ -22,6 +22,9 @@ log = logging.getLogger("docq.worker")
 
 OnFinished = Callable[[Lease, Result], None]
 OnReturned = Callable[[list[Lease]], None]
+OnStart = Callable[[list[Lease]], "set[int] | None"]
+"""Records leases as started before a child gets them: the ids still held, or None when
+the database could not be reached (then nothing is handed out this time)."""
 
 
 class Crew:
@@ -37,6 +40,7 @@ class Crew:
         quiet: bool,
         on_finished: OnFinished,
         on_returned: OnReturned,
+        on_start: OnStart,
     ) -> None:
         self.handler = handler
         self.timeout = timeout
@@ -44,10 +48,15 @@ class Crew:
         self.quiet = quiet
         self.on_finished = on_finished
         self.on_returned = on_returned
+        self.on_start = on_start
         self.children: list[ChildHandle | None] = [None] * size
         self.backlog: deque[Lease] = deque()  # claimed, not yet handed to a child
         self.cancelling: set[int] = set()  # asked a child to drop these; cancelled when it does
         self.chunk = 1  # items handed to a child at a time (the loop sets it from their speed)
+        # Whether a child gets its next chunk while it runs one (quick items: it never
+        # waits for the worker). Slow items stay in the backlog until a child is free, so
+        # that a worker that dies has started, and is charged for, only what was running.
+        self.queue_behind = False
 
     # --- what the loop asks ---------------------------------------------------------
 
@@ -93,11 +102,19 @@ class Crew:
             if not open_slots:
                 return
             slot = min(open_slots, key=self._load)
+            size = max(1, min(self.chunk, len(self.backlog) // len(open_slots)))
+            chunk = [self.backlog.popleft() for _ in range(size)]
+            held = self.on_start(chunk)  # an attempt counts once its item is handed over
+            if held is None:  # the database is away: keep them, and try again later
+                self.backlog.extendleft(reversed(chunk))
+                return
+            chunk = [lease for lease in chunk if lease.item_id in held]
+            if not chunk:
+                continue
             child = self.children[slot]
             if child is None:
                 child = self.children[slot] = ChildHandle(self.handler, self.memory_limit, quiet=self.quiet)
-            size = max(1, min(self.chunk, len(self.backlog) // len(open_slots)))
-            child.assign([self.backlog.popleft() for _ in range(size)])
+            child.assign(chunk)
 
     def receive(self, ready: list[Any]) -> None:
         """Read every child whose inbox is in ``ready``."""
@@ -182,9 +199,10 @@ class Crew:
         return 0 if child is None else len(child.assigned)
 
     def _has_room(self, child: ChildHandle) -> bool:
-        """A child is given a chunk while it has at most one chunk to run, so the next
-        chunk is already waiting in its pipe when it finishes the current one."""
-        return len(child.assigned) <= self.chunk
+        """A child is given a chunk when it is free or, for quick items, while it has at
+        most one chunk to run, so the next chunk is already waiting in its pipe when it
+        finishes the current one."""
+        return len(child.assigned) <= self.chunk if self.queue_behind else not child.assigned
 
     def _take(self, slot: int, child: ChildHandle, received: Received) -> None:
         for lease, result in received.finished:

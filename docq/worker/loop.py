@@ -169,8 +169,10 @@ class WorkLoop:
             quiet=options.quiet_children,
             on_finished=self._finished,
             on_returned=self._give_back,
+            on_start=self._start,
         )
         self.held: dict[int, Lease] = {}  # every item we hold a lease on, by id
+        self.unstarted: set[int] = set()  # held, claimed ahead, not yet handed to a child
         self.results: list[_Finished] = []  # finished, not yet recorded
         self.claimed_total = 0
         self.mean_seconds: float | None = None
@@ -217,7 +219,8 @@ class WorkLoop:
             return False
         if now >= self.db_retry_at:
             self._exchange(now)
-        self.crew.dispatch()
+        if now >= self.db_retry_at:  # handing items out records them as started
+            self.crew.dispatch()
         if not self.held and not self.stopping:
             out_of_items = self.options.max_items is not None and self.claimed_total >= self.options.max_items
             if out_of_items or (self.claim_came_back_empty and not self.options.loop):
@@ -247,7 +250,7 @@ class WorkLoop:
         if self.stopping:
             deadlines.append(self.grace_deadline)
         if self.crew.can_dispatch():
-            deadlines.append(now)
+            deadlines.append(db_ready)
         return max(0.0, min(deadlines) - now)
 
     # --- talking to the database ----------------------------------------------------
@@ -282,6 +285,11 @@ class WorkLoop:
         if not flush_due and not limit:
             return
         batch = self.results if flush_due else []
+        # An attempt is charged when its item starts. Slow items (or items of unknown
+        # speed) wait in the backlog uncharged and are marked started one by one as a
+        # child takes them; quick ones are charged at the claim (they start within a
+        # few chunks' time, and a commit per chunk would cost more than they take).
+        ahead = not self._quick()
         outcome = self._guard(
             lambda: self.service.exchange(
                 [(f.lease, f.result) for f in batch],
@@ -289,6 +297,7 @@ class WorkLoop:
                 limit=limit,
                 worker=self.id,
                 lease_seconds=self.settings.lease,
+                started=not ahead,
             )
         )
         if outcome is None:
@@ -300,6 +309,8 @@ class WorkLoop:
         if limit:
             self.claimed_total += len(claimed)
             self.held.update((lease.item_id, lease) for lease in claimed)
+            if ahead:
+                self.unstarted.update(lease.item_id for lease in claimed)
             self.crew.add(claimed)
             self.claim_came_back_empty = not claimed
             self.next_claim_at = now if len(claimed) == limit else now + self._idle_wait()
@@ -371,6 +382,26 @@ class WorkLoop:
             if self.on_event is not None:
                 self.on_event(ItemEvent(lease, finished.result, verdict))
 
+    def _quick(self) -> bool:
+        """Whether items have been taking less than ``SLOW_ITEM`` seconds each."""
+        return self.mean_seconds is not None and self.mean_seconds < SLOW_ITEM
+
+    def _start(self, handed: list[Lease]) -> set[int] | None:
+        """Record items claimed ahead as started before a child gets them (None when the
+        database is away); forget those that were taken over meanwhile."""
+        waiting = [lease for lease in handed if lease.item_id in self.unstarted]
+        if not waiting:
+            return {lease.item_id for lease in handed}
+        held: set[int] | None = self._guard(lambda: self.service.start(waiting))
+        if held is None:
+            return None
+        for lease in waiting:
+            self.unstarted.discard(lease.item_id)
+            if lease.item_id not in held:
+                self.held.pop(lease.item_id, None)  # not ours any more: it must not run
+        lost = {lease.item_id for lease in waiting} - held
+        return {lease.item_id for lease in handed} - lost
+
     def _finished(self, lease: Lease, result: Result) -> None:
         """Keep a finished attempt to record with the next group, and learn how fast items
         go: quick items are handed to children in chunks of about ``CHUNK_TARGET`` seconds."""
@@ -378,6 +409,7 @@ class WorkLoop:
         seconds = result.seconds or 0.0
         self.mean_seconds = seconds if self.mean_seconds is None else 0.8 * self.mean_seconds + 0.2 * seconds
         self.crew.chunk = max(1, min(MAX_CHUNK, int(CHUNK_TARGET / max(self.mean_seconds, 1e-6))))
+        self.crew.queue_behind = self._quick()
 
     # --- stopping -------------------------------------------------------------------
 
@@ -401,6 +433,7 @@ class WorkLoop:
         released = self._guard(lambda: self.service.release(leases))
         for lease in leases:
             self.held.pop(lease.item_id, None)
+            self.unstarted.discard(lease.item_id)
         if released:
             self.summary.released += released
 
