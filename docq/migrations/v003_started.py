@@ -1,17 +1,18 @@
-"""Schema 3: items claimed ahead are no longer charged an attempt until they start.
+"""Schema 3: items claimed ahead and never started are not charged an attempt.
 
-A claim used to count an attempt at once, so items a worker claimed ahead of its
-children were charged when the worker died, and could fail without ever running.
+A claim counts an attempt at once, so items a worker had claimed ahead of its children
+were charged when the worker died, and could fail without ever running.
 ``queue_items.started`` now says whether the current attempt began (the item was handed
-to a child). Items in progress when the queue is upgraded were charged by their claim, so
-they count as started.
+to a child); a lost lease on an item that never started gives its attempt back. Items in
+progress when the queue is upgraded were leased by an older docq, which starts what it
+claims, so they count as started.
 """
 
 from __future__ import annotations
 
 from docq.backends import Tx
 
-NAME = "charge an attempt when an item starts, not when it is claimed (queue_items.started)"
+NAME = "items claimed ahead and never started go back uncharged (queue_items.started)"
 
 
 def upgrade(tx: Tx) -> None:
