@@ -390,10 +390,14 @@ SELECT avg(seconds) FROM attempts WHERE finished_at >= :since AND outcome = 'com
 
 # Who holds the in-progress items, the lease that runs out first first.
 HOLDERS = """
-SELECT i.id, i.operation, i.worker_id, i.started_at, i.lease_expires_at, d.path
+SELECT i.id, i.operation, i.worker_id, i.started_at, i.lease_expires_at, d.path, i.started
 FROM queue_items i JOIN documents d ON d.id = i.document_id
 WHERE i.status = 'in_progress' ORDER BY i.lease_expires_at LIMIT :limit
 """
+
+# Items a worker holds but has not handed to a child yet (they run later, or go back
+# uncharged if it dies).
+CLAIMED_AHEAD = "SELECT count(*) FROM queue_items WHERE status = 'in_progress' AND NOT started"
 
 # --- the live dashboard ----------------------------------------------------------------
 

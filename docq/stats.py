@@ -34,6 +34,7 @@ class LeaseInfo:
     started_at: float | None
     lease_expires_at: float | None
     path: str
+    started: bool = True  # False: claimed ahead, waiting for a child of its worker
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class QueueStats:
     finished_last_hour: int
     completed_last_hour: int
     mean_processing_seconds: float | None
+    claimed_ahead: int = 0  # of in_progress: held by a worker, not handed to a child yet
     by_operation: dict[str, dict[str, int]] = field(default_factory=dict)
     leases: list[LeaseInfo] = field(default_factory=list)
 
@@ -80,7 +82,7 @@ def read_stats(tx: Tx) -> QueueStats:
     finished, completed = tx.one(q.RECENT, {"since": now - RECENT_WINDOW})
     mean = tx.scalar(q.MEAN_SECONDS, {"since": now - RECENT_WINDOW})
     holders = [
-        LeaseInfo(row[0], row[1], row[2], row[3], row[4], from_db(row[5]))
+        LeaseInfo(row[0], row[1], row[2], row[3], row[4], from_db(row[5]), bool(row[6]))
         for row in tx.all(q.HOLDERS, {"limit": MAX_LEASES_SHOWN})
     ]
     return QueueStats(
@@ -96,6 +98,7 @@ def read_stats(tx: Tx) -> QueueStats:
         finished_last_hour=int(finished or 0),
         completed_last_hour=int(completed or 0),
         mean_processing_seconds=float(mean) if mean is not None else None,
+        claimed_ahead=int(tx.scalar(q.CLAIMED_AHEAD) or 0),
         by_operation=by_operation,
         leases=holders,
     )

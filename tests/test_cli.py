@@ -555,6 +555,31 @@ def test_stats_counts_every_status(cli: Cli, mixed: Mixed) -> None:
     assert stats["by_operation"]["flaky"] == {"failed": 1, "pending": 1}
 
 
+def test_stats_and_list_show_items_claimed_ahead_apart_from_running_ones(
+    cli: Cli, db_path: str, make_file: Callable[..., Path]
+) -> None:
+    from docq.queue import DocumentQueueService
+
+    cli.ok("enqueue", *(str(make_file(name)) for name in ("a.txt", "b.txt", "c.txt")))
+    service = DocumentQueueService(db_path)
+    try:  # a worker claims two ahead and hands the first to a child
+        _, leased = service.exchange([], limit=2, worker="w1", lease_seconds=60, started=False)
+        service.start(leased[:1])
+    finally:
+        service.close()
+
+    stats = cli.json("stats")
+    assert (stats["pending"], stats["in_progress"], stats["claimed_ahead"]) == (1, 2, 1)
+    started = {entry["item_id"]: entry["started"] for entry in stats["in_progress_items"]}
+    assert started == {leased[0].item_id: True, leased[1].item_id: False}
+    table = cli.ok("stats").stdout
+    assert "in_progress\t1" in table and "claimed ahead\t1" in table
+    listed = {row["id"]: row["claimed_ahead"] for row in cli.json("list")}
+    assert listed == {leased[0].item_id: False, leased[1].item_id: True, 3: False}
+    lines = cli.ok("list").stdout.splitlines()
+    assert any(line.startswith(f"{leased[1].item_id}\t") and "claimed ahead" in line for line in lines)
+
+
 def test_stats_table_is_plain_off_a_terminal(cli: Cli, make_file: Callable[..., Path]) -> None:
     cli.ok("enqueue", str(make_file("a.txt")), str(make_file("b.txt")))
     result = cli.ok("stats")
@@ -756,6 +781,7 @@ LIST_KEYS = {
     "status",
     "priority",
     "attempts",
+    "claimed_ahead",
     "last_error",
     "next_run_at",
     "created_at",

@@ -26,6 +26,7 @@ def item_row_dict(row: ItemRow) -> dict[str, Any]:
         "status": item.status,
         "priority": item.priority,
         "attempts": item.attempts,
+        "claimed_ahead": item.status == "in_progress" and not item.started,
         "last_error": item.last_error,
         "next_run_at": iso(item.next_run_at) if item.status == "pending" else None,
         "created_at": iso(item.created_at),
@@ -46,6 +47,8 @@ def item_list(rows: Sequence[ItemRow], *, as_json: bool) -> None:
     for row in rows:
         item = row.item
         status = "retrying" if item.status == "pending" and item.attempts else item.status
+        if item.status == "in_progress" and not item.started:
+            status = "claimed ahead"
         grid.add_row(
             str(item.id),
             str(item.document_id),

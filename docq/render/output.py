@@ -125,6 +125,7 @@ def status_style(status: str) -> str:
         "pending": "yellow",
         "retrying": "yellow",
         "in_progress": "cyan",
+        "claimed ahead": "dim cyan",
         "processing": "cyan",
         "cancelled": "dim",
     }.get(status, "")

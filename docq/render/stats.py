@@ -17,6 +17,7 @@ def stats_dict(s: QueueStats) -> dict[str, Any]:
     return {
         "pending": s.pending,
         "in_progress": s.in_progress,
+        "claimed_ahead": s.claimed_ahead,
         "completed": s.completed,
         "failed": s.failed,
         "cancelled": s.cancelled,
@@ -41,6 +42,7 @@ def stats_dict(s: QueueStats) -> dict[str, Any]:
                 "worker": lease.worker,
                 "started_at": iso(lease.started_at),
                 "lease_expires_at": iso(lease.lease_expires_at),
+                "started": lease.started,
             }
             for lease in s.leases
         ],
@@ -63,7 +65,8 @@ def stats_tables(s: QueueStats) -> list[Any]:
     for status, value in (
         ("pending", s.pending - s.retrying),
         ("retrying", s.retrying),
-        ("in_progress", s.in_progress),
+        ("in_progress", s.in_progress - s.claimed_ahead),
+        ("claimed ahead", s.claimed_ahead),
         ("completed", s.completed),
         ("failed", s.failed),
         ("cancelled", s.cancelled),
@@ -94,6 +97,8 @@ def stats_tables(s: QueueStats) -> list[Any]:
         held = output.table("Item", "Operation", "Worker", "Running for", "Lease until", "Path")
         for lease in s.leases:
             running = "-" if lease.started_at is None else format_duration(s.now - lease.started_at)
+            if not lease.started:
+                running = "claimed ahead"
             held.add_row(
                 str(lease.item_id),
                 lease.operation,
