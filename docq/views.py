@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlmodel import Session, and_, col, or_, select
+from sqlmodel import Session, and_, col, func, or_, select
 
 from docq.db import Database
 from docq.errors import NotFoundError, UsageError
@@ -164,6 +164,16 @@ def list_workers(db: Database, *, include_stopped: bool = False, limit: int = 10
         query = query.where(col(Worker.stopped_at).is_(None))
     query = query.order_by(col(Worker.heartbeat_at).desc()).limit(limit)
     return db.session(lambda session: list(session.exec(query).all()))
+
+
+def claimed_ahead_by_worker(db: Database) -> dict[str, int]:
+    """How many items each worker holds that it has not handed to a child yet."""
+    query = (
+        select(QueueItem.worker_id, func.count())
+        .where(QueueItem.status == ItemStatus.IN_PROGRESS.value, col(QueueItem.started).is_(False))
+        .group_by(QueueItem.worker_id)
+    )
+    return db.session(lambda session: {str(worker): int(n) for worker, n in session.exec(query).all()})
 
 
 def iter_documents(

@@ -480,12 +480,13 @@ def test_workers_lists_a_running_worker_then_a_stopped_one(
         "Started",
         "Heartbeat",
         "Current",
+        "Ahead",
         "Done",
         "State",
     ]
     [line] = table[1:]
     assert line.split("\t")[2:4] == [str(worker.pid), "slowop"]
-    assert line.split("\t")[-3:] == [str(queued["item_id"]), "0", "alive"]
+    assert line.split("\t")[-4:] == [str(queued["item_id"]), "0", "0", "alive"]
     done = wait_until(
         lambda: (r := worker_rows(cli)[worker.pid])["items_done"] == 1 and r,
         timeout=30,

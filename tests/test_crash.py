@@ -10,6 +10,7 @@ or /proc with a generous deadline.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -146,6 +147,9 @@ def test_items_claimed_ahead_are_not_charged_when_their_worker_dies_again_and_ag
         )
         handler_started(procs, f"victim{n}", watch=victim)
         assert status_is(service, ids["b.txt"], "in_progress")  # claimed ahead, waiting
+        if n == 1:  # `docq workers` tells the running item from the one claimed ahead
+            shown = json.loads(run_docq("workers", "--json", db=db_path).stdout)
+            assert [(w["current_items"], w["claimed_ahead"]) for w in shown] == [([ids["slow.txt"]], 1)]
         victim.kill_group()
         victim.wait(10)
 

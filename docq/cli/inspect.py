@@ -129,7 +129,8 @@ def workers(
     all_: Annotated[bool, typer.Option("--all", "-a", help="Include workers that stopped.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """List workers: host, pid, heartbeat, current items, items done; dead ones marked.
+    """List workers: host, pid, heartbeat, current (running) items, items claimed ahead
+    and not started yet, items done; dead ones marked.
 
     A worker is dead when it stopped heartbeating for longer than its lease without
     signing off (killed, or its machine went away); its items are taken over when
@@ -145,7 +146,8 @@ def workers(
 
     queue = Invocation.of(ctx).service()
     rows = views.list_workers(queue.db, include_stopped=all_)
-    render.workers(rows, now=queue.now(), as_json=as_json)
+    ahead = views.claimed_ahead_by_worker(queue.db)
+    render.workers(rows, ahead, now=queue.now(), as_json=as_json)
 
 
 @app.command()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from docq.config import iso
@@ -62,8 +62,8 @@ def item_list(rows: Sequence[ItemRow], *, as_json: bool) -> None:
     output.print_table(grid)
 
 
-def workers(rows: Sequence[Worker], *, now: float, as_json: bool) -> None:
-    """``docq workers``."""
+def workers(rows: Sequence[Worker], ahead: Mapping[str, int], *, now: float, as_json: bool) -> None:
+    """``docq workers``; ``ahead`` counts the items each holds, claimed ahead."""
     data = [
         {
             "id": w.id,
@@ -74,6 +74,7 @@ def workers(rows: Sequence[Worker], *, now: float, as_json: bool) -> None:
             "heartbeat_at": iso(w.heartbeat_at),
             "stopped_at": iso(w.stopped_at),
             "current_items": [int(i) for i in (w.current_items or "").split(",") if i],
+            "claimed_ahead": ahead.get(w.id, 0),
             "items_done": w.items_done,
             "state": worker_state(w, now),
         }
@@ -86,7 +87,7 @@ def workers(rows: Sequence[Worker], *, now: float, as_json: bool) -> None:
         output.out().print("No workers running. Start one with `docq work --loop`.")
         return
     grid = output.table(
-        "Worker", "Host", "PID", "Operation", "Started", "Heartbeat", "Current", "Done", "State"
+        "Worker", "Host", "PID", "Operation", "Started", "Heartbeat", "Current", "Ahead", "Done", "State"
     )
     for w, row in zip(rows, data, strict=True):
         state = str(row["state"])
@@ -98,6 +99,7 @@ def workers(rows: Sequence[Worker], *, now: float, as_json: bool) -> None:
             output.when(w.started_at, now),
             output.when(w.heartbeat_at, now),
             (w.current_items or "-").replace(",", ", "),
+            str(row["claimed_ahead"]),
             str(w.items_done),
             {"alive": "[green]alive[/]", "dead": "[red]dead[/]"}.get(state, state),
         )
