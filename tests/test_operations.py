@@ -899,3 +899,52 @@ def test_commands_do_not_inherit_docqs_settings_or_postgresqls_passwords(
     names = set(json.loads(json.loads(shown.stdout)["output"]["text"]))
     assert {"SOMETHING_ELSE", "PGUSER", "DOCQ_ITEM_ID", "DOCQ_DOCUMENT_PATH", "DOCQ_ATTEMPT"} <= names
     assert not {"DOCQ_DB", "PGPASSWORD", "DOCQ_LOCK_TIMEOUT", "DOCQ_GRACE"} & names
+
+
+# --- processes that leave their group -----------------------------------------------------
+
+ESCAPE = """
+setsid sh -c 'echo $$ >> "$ESCAPED"; exec sleep 300' </dev/null >/dev/null 2>&1 &
+( sh -c 'echo $$ >> "$ESCAPED"; exec sleep 300' </dev/null >/dev/null 2>&1 & ) &
+sleep 0.5
+case "$DOCQ_DOCUMENT_PATH" in *hang*) sleep 300 ;; esac
+echo done
+"""
+
+
+@pytest.mark.parametrize("mode", ["ends", "times-out", "worker-stops"])
+def test_processes_a_command_leaves_outside_its_group_die_with_its_item(
+    db_path: str, service: DocumentQueueService, procs: Processes, tmp_path: Path, mode: str
+) -> None:
+    """A command that starts a new session (setsid) and one that double-forks: both escape
+    its process group, and both are killed when the item ends, times out, or its worker
+    stops with it still running."""
+    name = "hang.txt" if mode != "ends" else "quick.txt"
+    item_id = add_files(service, tmp_path / "docs", [name], operation="escape")[name]
+    escaped = tmp_path / "escaped.pids"
+    options = ("--operation", "escape", "--grace", "1s", "--timeout", "3s" if mode == "times-out" else "60s")
+    env = {"ESCAPED": str(escaped)}
+    worker = procs.spawn(
+        [*docq_command(), "work", *options, "--pass-env", "ESCAPED", "--", "sh", "-c", ESCAPE],
+        {**procs.env(db_path), **env},
+    )
+
+    pids = wait_until(
+        lambda: escaped.exists() and len(found := escaped.read_text().split()) == 2 and found,
+        30,
+        "both escapes to start",
+        watch=[worker],
+    )
+    if mode == "worker-stops":
+        worker.send(signal.SIGTERM)  # with --grace 1s: the item is stopped unfinished
+    worker.wait(60)
+
+    for pid in map(int, pids):
+        wait_until(lambda pid=pid: not alive(pid), 10, f"escaped process {pid} to be killed")
+    row = item(service, item_id)
+    if mode == "ends":
+        assert row["status"] == "completed"
+    elif mode == "times-out":
+        assert row["status"] == "pending" and "timeout" in row["last_error"], row
+    else:
+        assert (row["status"], row["attempts"]) == ("pending", 0), row

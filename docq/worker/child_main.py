@@ -18,6 +18,7 @@ from collections import deque
 from multiprocessing.connection import Connection
 
 from docq.items import Result
+from docq.worker import reaper
 from docq.worker.commands import kill_group
 from docq.worker.handlers import run
 from docq.worker.protocol import (
@@ -111,6 +112,8 @@ def _die_with_parent(parent_pid: int, handler: Handler) -> None:
 
         pr_set_pdeathsig = 1
         ctypes.CDLL(None).prctl(pr_set_pdeathsig, int(death_signal), 0, 0, 0)
+    if handler.runs_subprocesses:
+        reaper.become_subreaper()  # what a command leaves behind dies with its item
     if os.getppid() != parent_pid:  # the worker died before we asked to follow it
         os._exit(1)
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="parent-watchdog").start()

@@ -22,6 +22,7 @@ from pathlib import PurePath
 
 from docq.errors import UsageError
 from docq.items import Result
+from docq.worker import reaper
 from docq.worker.protocol import Handler, Job
 
 EX_TEMPFAIL = 75
@@ -117,6 +118,7 @@ def run_command(handler: Handler, job: Job, on_started: Callable[[int], None] | 
         code = process.wait()
     finally:
         kill_group(process.pid)
+        reaper.kill_adopted()  # what left the group (setsid, a daemon) ends with it too
     note = stderr_tail.decode("utf-8", "replace").strip() or None
     if code == 0:
         text = stdout.decode("utf-8", "replace")

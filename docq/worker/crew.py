@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from docq.items import Lease, Result
+from docq.worker import reaper
 from docq.worker.child_handle import ChildHandle, Death, Received
 from docq.worker.protocol import Handler
 
@@ -141,6 +142,7 @@ class Crew:
             else:
                 child.stop()
         self.children = [None] * len(self.children)
+        self._kill_strays()
         return unfinished
 
     # --- timeouts and cancels -------------------------------------------------------
@@ -153,6 +155,7 @@ class Crew:
                 continue
             child.kill()
             self.children[slot] = None
+            self._kill_strays()
             lease = child.assigned.popleft()
             if child.ready:
                 error = f"timeout: stopped after {self.timeout:g}s"
@@ -181,6 +184,7 @@ class Crew:
                 continue
             child.kill()
             self.children[slot] = None
+            self._kill_strays()
             self.on_finished(running, Result.stopped(child.running_for()))
             rest = list(child.assigned)[1:]
             for lease in rest:
@@ -190,6 +194,13 @@ class Crew:
             child.assigned.clear()
 
     # --- inside ---------------------------------------------------------------------
+
+    def _kill_strays(self) -> None:
+        """Kill what a killed or dead child's commands left behind outside their process
+        group (adopted by this worker: see `reaper`); the live children are spared."""
+        killed = reaper.kill_adopted(keep={child.process.pid for child in self._live()})
+        if killed:
+            log.debug("killed %d process(es) left behind by a command", killed)
 
     def _live(self) -> list[ChildHandle]:
         return [child for child in self.children if child is not None]
@@ -224,6 +235,7 @@ class Crew:
     def _lost(self, slot: int, child: ChildHandle, death: Death) -> None:
         """A child died: its running item failed (transient); its queued items go back."""
         self.children[slot] = None
+        self._kill_strays()
         if death.blame_current and child.assigned:
             lease = child.assigned.popleft()
             log.debug("item %d: %s (%s)", lease.item_id, death.reason, lease.path)
