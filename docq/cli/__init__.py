@@ -17,14 +17,10 @@ from docq.cli import queue, work, inspect, admin  # noqa: F401
 
 __all__ = ["app", "run"]
 
-in_own_process = False
-"""True in the console script. Only then may ``docq work`` adopt and kill processes its
-commands leave behind (see `docq.worker.reaper`): called in-process, as by a test runner,
-the other children of the process are not the worker's to kill."""
-
 
 def run() -> None:
     """The console script."""
-    global in_own_process
-    in_own_process = True
+    from docq.worker import reaper
+
+    reaper.own_process()  # `docq work` may adopt what its commands leave behind
     app(prog_name="docq")

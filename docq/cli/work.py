@@ -197,11 +197,9 @@ def work(
         quiet_children=not run.debug,
         pass_env=tuple(pass_env or ()),
     )
-    from docq import cli
     from docq.worker import reaper
 
-    if cli.in_own_process:  # what commands leave outside their group is killed with their item
-        reaper.become_subreaper()
+    reaper.become_subreaper()  # what commands leave outside their group dies with their item
     with render.WorkDisplay(enabled=not as_json) as display:
         summary = process_document_queue(settings=config, options=options, on_event=display.event)
     if as_json:

@@ -113,6 +113,7 @@ def _die_with_parent(parent_pid: int, handler: Handler) -> None:
         pr_set_pdeathsig = 1
         ctypes.CDLL(None).prctl(pr_set_pdeathsig, int(death_signal), 0, 0, 0)
     if handler.runs_subprocesses:
+        reaper.own_process()
         reaper.become_subreaper()  # what a command leaves behind dies with its item
     if os.getppid() != parent_pid:  # the worker died before we asked to follow it
         os._exit(1)

@@ -21,12 +21,22 @@ from collections.abc import Collection
 PR_SET_CHILD_SUBREAPER = 36
 ROUNDS = 10  # a killed orphan's own children are adopted in turn; stop after this many
 
+_own = False  # whether this process is a docq program of its own (see `own_process`)
 _adopting = False  # whether this process became a subreaper
 
 
+def own_process() -> None:
+    """Declare this process a docq program of its own (the console script, a worker's
+    child). Only such a process becomes a subreaper: a program that calls the library
+    in-process, a test runner say, has children that are not the worker's to kill."""
+    global _own
+    _own = True
+
+
 def become_subreaper() -> bool:
-    """Adopt this process's orphaned descendants. False where the system cannot."""
-    if not sys.platform.startswith("linux"):
+    """Adopt this process's orphaned descendants. False where the system cannot, or
+    this process is not a docq program of its own."""
+    if not _own or not sys.platform.startswith("linux"):
         return False
     import ctypes
 
