@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from docq.bench.documents import pdf_bytes
+from docq.bench.documents import pdf_bytes, pdf_file
 from docq.errors import CorruptDocument
 from docq.processing.pdf import extract_pdf
 
@@ -32,21 +32,7 @@ def _stream(data: bytes, entries: bytes = b"") -> bytes:
 
 def _pdf(objects: list[bytes], *, info: int | None = None) -> bytes:
     """A PDF of ``objects`` (object n is ``objects[n - 1]``; object 1 is the catalog)."""
-    out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    info_entry = b" /Info %d 0 R" % info if info else b""
-    out += b"trailer\n<< /Size %d /Root 1 0 R%s >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        info_entry,
-        xref,
-    )
-    return bytes(out)
+    return pdf_file(objects, info=info, version="1.7")
 
 
 def _document(

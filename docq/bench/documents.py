@@ -73,7 +73,14 @@ def pdf_bytes(pages: list[list[str]], *, title: str) -> bytes:
             + b"ET"
         )
         objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
-    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+    return pdf_file(objects, info=4)
+
+
+def pdf_file(objects: list[bytes], *, info: int | None = None, version: str = "1.4") -> bytes:
+    """A PDF file of ``objects`` (object n is ``objects[n - 1]``; object 1 is the
+    catalog; object ``info``, if given, the document information), with its cross-reference
+    table and trailer."""
+    out = bytearray(b"%%PDF-%s\n%%\xe2\xe3\xcf\xd3\n" % version.encode())
     offsets = []
     for number, body in enumerate(objects, start=1):
         offsets.append(len(out))
@@ -81,8 +88,10 @@ def pdf_bytes(pages: list[list[str]], *, title: str) -> bytes:
     xref = len(out)
     out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
     out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R /Info 4 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+    info_entry = b" /Info %d 0 R" % info if info else b""
+    out += b"trailer\n<< /Size %d /Root 1 0 R%s >>\nstartxref\n%d\n%%%%EOF\n" % (
         len(objects) + 1,
+        info_entry,
         xref,
     )
     return bytes(out)
