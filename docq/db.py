@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, Union
 
 from docq.backends import Backend, BackendName, Tx, backend_for
 from docq.config import Settings, default_database_path
-from docq.errors import DatabaseBusy, DatabaseError, DatabaseUnreachable, DocqError
+from docq.errors import DatabaseBusy, DatabaseError, DatabaseReplaced, DatabaseUnreachable, DocqError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -146,6 +146,7 @@ class Database:
         self._conn: Any = None
         self._lent: Any = None  # the pool checkout behind a connection lent by an engine
         self._orm: Engine | None = None
+        self._files: Any = None  # what the open connection holds on disk (SQLite: inodes)
         self.connection()  # fail now, with one clear line, if the database is unusable
 
     # --- connections -------------------------------------------------------------
@@ -154,7 +155,26 @@ class Database:
         """The open DB-API connection (sqlite3 or psycopg), opening it if needed."""
         if self._conn is None:
             self._conn = self._with_budget(self._open, what="open")
+            self._files = self.backend.file_identity(self.target)
         return self._conn
+
+    def check_files(self) -> None:
+        """Raise `DatabaseReplaced` if a file under the open connection was deleted or
+        replaced on disk since it was opened (an SQLite ``-wal`` removed by hand): this
+        connection would go on committing into a file no other process reads.
+
+        Cheap (a few ``stat`` calls): long-running processes call it at each heartbeat."""
+        if self._conn is None:
+            return
+        replaced = self.backend.replaced_files(self._files, self.target)
+        if replaced:
+            raise DatabaseReplaced(
+                f"{', '.join(replaced)} deleted or replaced on disk while docq had "
+                f"{'it' if len(replaced) == 1 else 'them'} open: what this process writes from now on "
+                "would be lost. Stop every docq process using "
+                f"{self.target.display}, then start them again (their items come back when the "
+                "leases expire); `docq doctor` lists processes still holding deleted files"
+            )
 
     def connect_raw(self) -> Any:
         """A new DB-API connection with docq's settings, for callers that need their own

@@ -47,6 +47,11 @@ class DatabaseUnreachable(DatabaseError):
     restarting, or the network is down). Workers keep retrying; commands exit 5."""
 
 
+class DatabaseReplaced(DatabaseError):
+    """A file under an open connection was deleted or replaced on disk (an SQLite
+    ``-wal`` removed by hand): what this process writes from then on is lost."""
+
+
 class DatabaseBusy(DocqError):
     """Another process held the database's write lock past the lock budget.
 

@@ -72,7 +72,7 @@ class DocumentQueueService:
     def worker_id(self) -> str:
         """The owner id used by the seed API's ``mark_in_progress`` (``host:pid:tag``)."""
         if self._worker_id is None:
-            self._worker_id = leases.new_worker_id(secrets.token_hex(2))
+            self._worker_id = leases.new_worker_id(secrets.token_hex(4))
         return self._worker_id
 
     def close(self) -> None:

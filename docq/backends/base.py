@@ -262,6 +262,15 @@ class Backend(ABC):
         """A connection that wakes idle workers on `announce`, or None (workers poll)."""
         return None
 
+    def file_identity(self, target: Any) -> Any:
+        """What identifies the files under an open connection to ``target``, to compare
+        later with `replaced_files`; None where there are no files of docq's to watch."""
+        return None
+
+    def replaced_files(self, before: Any, target: Any) -> list[str]:
+        """The files of ``before`` (a `file_identity`) deleted or replaced on disk since."""
+        return []
+
     def checks(self, target: Any) -> Iterator[Check]:
         """What ``docq doctor`` can say about the database before opening it (its file,
         its file system, its integrity), read without changing anything."""

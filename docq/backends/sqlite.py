@@ -19,6 +19,7 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from docq.backends import sqlite_files
 from docq.backends.base import Backend, Check, Failure, Level, Retry, SchemaMark, Tx
 from docq.config import Settings
 from docq.errors import DatabaseError, DocqError
@@ -196,6 +197,14 @@ class SqliteBackend(Backend):
             return Check("synchronous", "pass", name)
         return Check("synchronous", "warn", f"{name} (the last commits may be lost on power loss)")
 
+    def file_identity(self, target: Any) -> Any:
+        return None if target.path is None else sqlite_files.file_identity(target.path)
+
+    def replaced_files(self, before: Any, target: Any) -> list[str]:
+        if not before or target.path is None:
+            return []
+        return sqlite_files.replaced_files(before, sqlite_files.file_identity(target.path))
+
     def checks(self, target: Any) -> Iterator[Check]:
         """The file, its file system, and (opened read-only, so that this works even on a
         file docq would refuse) its integrity, journal mode and WAL size."""
@@ -220,6 +229,7 @@ class SqliteBackend(Backend):
         else:
             yield Check("filesystem", "pass", fs_type or "local")
         yield from _file_integrity(path)
+        yield _deleted_files_check(path)
 
 
 def _create_private_file(path: str) -> None:
@@ -264,6 +274,18 @@ def _file_integrity(path: str) -> Iterator[Check]:
     wal_level: Level = "warn" if wal_size > WAL_WARN_BYTES else "pass"
     hint = " (a long-running reader stops checkpoints)" if wal_level == "warn" else ""
     yield Check("WAL file", wal_level, f"{_human(wal_size)}{hint}")
+
+
+def _deleted_files_check(path: str) -> Check:
+    holders = list(sqlite_files.holders_of_deleted(path))
+    if not holders:
+        return Check("deleted files", "pass", "no process holds a deleted file of this database")
+    first = holders[0]
+    detail = (
+        f"{len(holders)} process(es) hold a deleted {os.path.basename(first.file)}, e.g. pid {first.pid} "
+        f"({first.command}): what they write is lost; stop them and start them again"
+    )
+    return Check("deleted files", "warn", detail)
 
 
 def _filesystem_type(path: str) -> str | None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from docq.config import GiB, Settings
 from docq.db import DatabaseLike
-from docq.errors import DatabaseBusy, DatabaseUnreachable
+from docq.errors import DatabaseBusy, DatabaseReplaced, DatabaseUnreachable
 from docq.items import Lease, Result, Verdict
 from docq.leases import new_worker_id
 from docq.queue import DocumentQueueService
@@ -159,7 +159,7 @@ class WorkLoop:
         self.settings = settings
         self.options = options
         self.on_event = on_event
-        self.id = new_worker_id(secrets.token_hex(2))
+        self.id = new_worker_id(secrets.token_hex(4))
         self.summary = WorkSummary()
         self.crew = Crew(
             handler,
@@ -183,6 +183,7 @@ class WorkLoop:
         self.claim_came_back_empty = False
         self.seen: set[int] = set()  # items with a recorded attempt in this run
         self.stopping = False
+        self.files_lost = False  # the database's files were replaced under us: write nothing more
         self.grace_deadline = 0.0
         self.waker = Waker()
 
@@ -199,6 +200,9 @@ class WorkLoop:
         try:
             while self._step(started, listener):
                 pass
+        except DatabaseReplaced:
+            self.files_lost = True
+            raise
         finally:
             self.waker.restore()
             self._shutdown()
@@ -324,6 +328,7 @@ class WorkLoop:
 
     def _heartbeat(self, now: float) -> None:
         self.next_heartbeat_at = now + self.settings.lease / 3
+        self.service.db.check_files()  # raises DatabaseReplaced: the worker must stop
         tokens = {lease.token for lease in self.held.values()}
         cancelled = self._guard(
             lambda: self.service.heartbeat(
@@ -440,6 +445,8 @@ class WorkLoop:
     def _shutdown(self) -> None:
         """Stop the children, record what finished, give back the rest, sign off."""
         unfinished = self.crew.shutdown()
+        if self.files_lost:  # nothing written now would reach the queue
+            return
         if self.results:
             batch, self.results = self.results, []
             outcome = self._guard(
