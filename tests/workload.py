@@ -211,7 +211,9 @@ class Processes:
 
     def marked(self) -> dict[int, str]:
         """Live processes (zombies excluded) carrying this test's marker: pid -> command line."""
-        return {pid: cmdline for pid, cmdline in _live_processes() if self._carries_marker(pid)}
+        from docq.bench.nemesis import live_processes
+
+        return {pid: cmdline for pid, cmdline in live_processes() if self._carries_marker(pid)}
 
     def _carries_marker(self, pid: int) -> bool:
         try:
@@ -249,18 +251,6 @@ class Processes:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _live_processes() -> Iterable[tuple[int, str]]:
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if cmdline:  # a zombie has none
-            yield int(entry), cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
 
 
 def alive(pid: int) -> bool:

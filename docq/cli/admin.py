@@ -86,6 +86,17 @@ def bench(
     items: Annotated[int, typer.Option(min=10, help="Items per claim+complete run.")] = 5_000,
     texts: Annotated[int, typer.Option(min=10, help="Text files for the end-to-end run.")] = 5_000,
     pdfs: Annotated[int, typer.Option(min=2, help="PDFs (10 pages each) for the extraction run.")] = 150,
+    nemesis: Annotated[
+        bool,
+        typer.Option(
+            "--nemesis",
+            help="Instead: inject faults (kill -9, SIGSTOP past the lease) into workers running a "
+            "command, drain, check that nothing was lost, duplicated, stuck or wrongly charged; "
+            "a row per seed. Exit 1 if any run broke a promise.",
+        ),
+    ] = False,
+    seeds: Annotated[int, typer.Option(min=1, help="With --nemesis: how many seeds (runs).")] = 5,
+    first_seed: Annotated[int, typer.Option("--seed", help="With --nemesis: the first seed.")] = 1,
     as_json: JsonOption = False,
 ) -> None:
     """Measure docq on this machine, like pgbench or redis-benchmark.
@@ -97,16 +108,22 @@ def bench(
     or into a temporary schema of that PostgreSQL database (claim rates reported beside
     SQLite's). --synchronous applies.
 
+    With --nemesis, a fault-injection run instead, about a minute a seed (--quick: about
+    ten seconds, the size the test suite runs): see README, "Fault injection".
+
     **Examples**
 
           docq bench
           docq bench --quick --json
           docq --db postgresql+psycopg://postgres@localhost/test bench
+          docq bench --nemesis --seeds 5
     """
     from docq import bench as benchmark
     from docq.render import admin as render
 
     run = Invocation.of(ctx)
+    if nemesis:
+        _nemesis(run, quick=quick, seeds=seeds, first_seed=first_seed, as_json=as_json)
     options = benchmark.BenchOptions(
         files=files, items=items, texts=texts, pdfs=pdfs, large=large, target=run.settings.db
     )
@@ -117,6 +134,24 @@ def bench(
         output.print_json(render.bench_dict(report))
     else:
         render.bench_report(report)
+
+
+def _nemesis(run: Invocation, *, quick: bool, seeds: int, first_seed: int, as_json: bool) -> None:
+    from docq.bench import nemesis
+    from docq.render import admin as render
+
+    plans = [nemesis.NemesisPlan(seed) for seed in range(first_seed, first_seed + seeds)]
+    if not quick:
+        plans = [plan.long() for plan in plans]
+    reports = nemesis.run_seeds(plans, run.settings.db, progress=render.bench_progress(enabled=not as_json))
+    if as_json:
+        output.print_json([render.nemesis_dict(report) for report in reports])
+    else:
+        render.nemesis_table(reports)
+    broken = sum(1 for report in reports if not report.ok)
+    if broken:
+        output.error(f"nemesis: {broken} of {len(reports)} runs broke a promise")
+    finish(EXIT_ERROR if broken else EXIT_OK)
 
 
 @app.command()

@@ -11,6 +11,7 @@ from docq.render.output import escape
 if TYPE_CHECKING:
     from docq.backends import Check
     from docq.bench import Report
+    from docq.bench.nemesis import NemesisReport
     from docq.upgrade import Upgrade
 
 
@@ -74,6 +75,59 @@ def bench_report(report: Report) -> None:
         note = f" ({escape(m.note)})" if m.note else ""
         grid.add_row(f"  {escape(m.name)}", value + note, m.target, verdict)
     output.print_table(grid)
+
+
+def nemesis_dict(report: NemesisReport) -> dict[str, Any]:
+    """One run of ``docq bench --nemesis --json``."""
+    return {
+        "seed": report.seed,
+        "backend": report.backend,
+        "items": report.items,
+        "faults": {kind: report.count(kind) for kind in ("kill-group", "kill-parent", "stop")},
+        "seconds": round(report.seconds, 1),
+        "completed": report.completed,
+        "lost": report.lost,
+        "stuck": report.stuck,
+        "duplicate_completions": report.duplicate_completions,
+        "runs": report.runs,
+        "unexplained_runs": report.unexplained_runs,
+        "unrecorded_runs": report.unrecorded_runs,
+        "charged_never_ran": report.charged_never_ran,
+        "charge_allowance": report.charge_allowance,
+        "orphans": report.orphans,
+        "database_locked": report.locked,
+        "tracebacks": report.tracebacks,
+        "ok": report.ok,
+        "problems": report.problems(),
+    }
+
+
+def nemesis_table(reports: Sequence[NemesisReport]) -> None:
+    """``docq bench --nemesis``: a row per seed, then each broken promise."""
+    grid = output.table(
+        "Seed", "Backend", "Items", "Kills -9 group/parent", "Stops", "Runs", "Lost", "Stuck",
+        "Dup. done", "Charged, never ran", "Orphans", "Locked/Tracebacks", "",
+    )  # fmt: skip
+    for r in reports:
+        grid.add_row(
+            str(r.seed),
+            r.backend,
+            str(r.items),
+            f"{r.count('kill-group')}/{r.count('kill-parent')}",
+            str(r.count("stop")),
+            f"{r.runs} ({r.runs - r.items} again)",
+            str(r.lost),
+            str(r.stuck),
+            str(r.duplicate_completions),
+            f"{r.charged_never_ran} (≤ {r.charge_allowance})",
+            str(len(r.orphans)),
+            f"{r.locked}/{r.tracebacks}",
+            "[green]ok[/]" if r.ok else "[red]FAILED[/]",
+        )
+    output.print_table(grid)
+    for r in reports:
+        for problem in r.problems():
+            output.warn(f"seed {r.seed}: {problem}")
 
 
 def _number(value: float, unit: str) -> str:

@@ -137,7 +137,9 @@ class ChildHandle:
                     case Done(_, result):
                         self.command_group = None
                         now = time.monotonic()
-                        finished.append((self.assigned.popleft(), result.timed(now - self.head_started)))
+                        if result.seconds is None:  # a child measures its items; else our estimate
+                            result = result.timed(now - self.head_started)
+                        finished.append((self.assigned.popleft(), result))
                         self.head_started = now  # the next item starts now
                     case Skipped(item_ids):
                         dropped.extend(self._drop(set(item_ids)))

@@ -59,7 +59,11 @@ def main(argv: list[str]) -> int:
         except EOFError:  # the worker closed the pipe: it is gone or done
             return 0
         job = jobs.popleft()
-        outbox.send(Done(job.item_id, _run_one(setup.handler, job, outbox)))
+        # Timed here, not by the worker: a worker that reads Ready and Done in one go (it
+        # was busy, or frozen) would see an instant item and take slow ones for quick.
+        began = time.monotonic()
+        result = _run_one(setup.handler, job, outbox)
+        outbox.send(Done(job.item_id, result.timed(time.monotonic() - began)))
 
 
 def _take(message: ToChild, jobs: deque[Job], outbox: Connection) -> bool:

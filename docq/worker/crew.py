@@ -1,6 +1,8 @@
 """The worker's child processes, and the claimed items waiting for one.
 
-The crew hands claimed items to warm children in chunks, the least loaded child first,
+The crew hands claimed items to warm children in chunks, the least loaded child first
+(a child that is still starting gets nothing: an item counts as started, and is charged
+an attempt, only when a child that can run it takes it),
 reads what they finish, kills a child whose item runs past the timeout or is cancelled,
 and starts a fresh child for the next item when one dies. It never touches the database:
 every finished attempt goes to ``on_finished`` and every item given back unstarted to
@@ -70,15 +72,15 @@ class Crew:
         return [child.assigned[0].item_id for child in self._live() if child.busy]
 
     def inboxes(self) -> list[Any]:
-        """What to wait on for news from busy children."""
-        return [child.inbox for child in self._live() if child.busy]
+        """What to wait on for news from busy children and children starting up."""
+        return [child.inbox for child in self._live() if child.busy or not child.ready]
 
     def deadlines(self) -> list[float]:
-        """When each running item times out (monotonic)."""
-        return [child.deadline(self.timeout) for child in self._live() if child.busy]
+        """When each running item times out, and each starting child must be ready (monotonic)."""
+        return [child.deadline(self.timeout) for child in self._live() if child.busy or not child.ready]
 
     def can_dispatch(self) -> bool:
-        """Whether a claimed item is waiting and a child could take it now."""
+        """Whether a claimed item is waiting and a child could take it (or be started) now."""
         return bool(self.backlog) and any(child is None or self._has_room(child) for child in self.children)
 
     # --- handing out and taking back --------------------------------------------------
@@ -96,10 +98,11 @@ class Crew:
     def dispatch(self) -> None:
         """Hand waiting items to children, the least loaded first, sharing them out so
         that every child runs something before any gets a second chunk."""
+        for slot, child in enumerate(self.children):
+            if child is None and self.backlog:  # it gets items once it is ready
+                self.children[slot] = ChildHandle(self.handler, self.memory_limit, quiet=self.quiet)
         while self.backlog:
-            open_slots = [
-                slot for slot, child in enumerate(self.children) if child is None or self._has_room(child)
-            ]
+            open_slots = [slot for slot, child in enumerate(self.children) if self._has_room(child)]
             if not open_slots:
                 return
             slot = min(open_slots, key=self._load)
@@ -110,12 +113,9 @@ class Crew:
                 self.backlog.extendleft(reversed(chunk))
                 return
             chunk = [lease for lease in chunk if lease.item_id in held]
-            if not chunk:
-                continue
             child = self.children[slot]
-            if child is None:
-                child = self.children[slot] = ChildHandle(self.handler, self.memory_limit, quiet=self.quiet)
-            child.assign(chunk)
+            if chunk and child is not None:
+                child.assign(chunk)
 
     def receive(self, ready: list[Any]) -> None:
         """Read every child whose inbox is in ``ready``."""
@@ -148,19 +148,20 @@ class Crew:
     # --- timeouts and cancels -------------------------------------------------------
 
     def enforce_timeouts(self, now: float) -> None:
-        """Kill each child whose item ran past the timeout (or that never started); the
-        item fails (transient), and the child's queued items go back to the backlog."""
+        """Kill each child whose item ran past the timeout, or that did not become ready
+        in time; the item fails (transient), and the child's queued items go back to the
+        backlog."""
         for slot, child in enumerate(self.children):
-            if child is None or not child.busy or now < child.deadline(self.timeout):
+            if child is None or not (child.busy or not child.ready) or now < child.deadline(self.timeout):
                 continue
             child.kill()
             self.children[slot] = None
             self._kill_strays()
-            lease = child.assigned.popleft()
-            if child.ready:
-                error = f"timeout: stopped after {self.timeout:g}s"
-            else:
-                error = f"worker child did not start within {now - child.spawned_at:.0f}s"
+            if not child.busy:
+                self._fail_next(f"worker child did not start within {now - child.spawned_at:.0f}s")
+                continue
+            lease = child.assigned.popleft()  # a busy child is a ready one
+            error = f"timeout: stopped after {self.timeout:g}s"
             log.debug("item %d: %s (%s)", lease.item_id, error, lease.path)
             self.on_finished(lease, Result.failure(error).timed(child.running_for()))
             self.backlog.extendleft(reversed(child.assigned))
@@ -209,10 +210,12 @@ class Crew:
         child = self.children[slot]
         return 0 if child is None else len(child.assigned)
 
-    def _has_room(self, child: ChildHandle) -> bool:
-        """A child is given a chunk when it is free or, for quick items, while it has at
-        most one chunk to run, so the next chunk is already waiting in its pipe when it
-        finishes the current one."""
+    def _has_room(self, child: ChildHandle | None) -> bool:
+        """A ready child is given a chunk when it is free or, for quick items, while it
+        has at most one chunk to run, so the next chunk is already waiting in its pipe
+        when it finishes the current one. A child still starting gets none yet."""
+        if child is None or not child.ready:
+            return False
         return len(child.assigned) <= self.chunk if self.queue_behind else not child.assigned
 
     def _take(self, slot: int, child: ChildHandle, received: Received) -> None:
@@ -232,11 +235,27 @@ class Crew:
         if received.death is not None:
             self._lost(slot, child, received.death)
 
+    def _fail_next(self, error: str) -> None:
+        """A child died or hung while starting: the next waiting item, which it would have
+        run, fails in its place (transient, so retried). A child that can never start
+        thus fails items, as any broken child does, instead of being restarted forever."""
+        if not self.backlog:
+            return
+        lease = self.backlog.popleft()
+        held = self.on_start([lease])
+        if held is None:  # the database is away: try again later
+            self.backlog.appendleft(lease)
+        elif lease.item_id in held:
+            log.debug("item %d: %s (%s)", lease.item_id, error, lease.path)
+            self.on_finished(lease, Result.failure(error))
+
     def _lost(self, slot: int, child: ChildHandle, death: Death) -> None:
         """A child died: its running item failed (transient); its queued items go back."""
         self.children[slot] = None
         self._kill_strays()
-        if death.blame_current and child.assigned:
+        if not child.ready:
+            self._fail_next(f"{death.reason} before it was ready")
+        elif death.blame_current and child.assigned:
             lease = child.assigned.popleft()
             log.debug("item %d: %s (%s)", lease.item_id, death.reason, lease.path)
             self.on_finished(lease, Result.failure(death.reason).timed(child.running_for()))
