@@ -91,16 +91,29 @@ def test_no_corpus_pdf_gives_much_less_text_than_pdfminer() -> None:
     pdfminer.six finds (its "(cid:N)" placeholders for unmapped glyphs are no text), unless
     pdfminer counts more only because it writes overprinted text (faux bold, shadows) once
     per stroke: then docq has every character pdfminer has, just not as often."""
-    from pdfminer.high_level import extract_text
+    from concurrent.futures import ProcessPoolExecutor
 
+    paths = sorted(CORPUS.rglob("*.pdf"))
+    with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # pdfminer takes minutes
+        counts = list(pool.map(_characters_of_both, paths))
     short = set()
-    for path in sorted(CORPUS.rglob("*.pdf")):
-        try:
-            ours = "".join(extract(str(path)).text.split())
-            theirs = "".join(re.sub(r"\(cid:\d+\)", "", extract_text(str(path))).split())
-        except Exception:  # unreadable, encrypted: judged in test_corpus
+    for path, both in zip(paths, counts, strict=True):
+        if both is None:  # unreadable, encrypted: judged in test_corpus
             continue
+        ours, theirs = both
         overprinted = not (set(theirs) - set(ours))
         if len(theirs) >= 200 and len(ours) < 0.9 * len(theirs) and not overprinted:
             short.add(os.path.relpath(path, CORPUS))
     assert sorted(short) == []
+
+
+def _characters_of_both(path: Path) -> tuple[str, str] | None:
+    """The visible characters docq and pdfminer.six find in ``path`` (None if either fails)."""
+    from pdfminer.high_level import extract_text
+
+    try:
+        ours = "".join(extract(str(path)).text.split())
+        theirs = "".join(re.sub(r"\(cid:\d+\)", "", extract_text(str(path))).split())
+    except Exception:
+        return None
+    return ours, theirs
