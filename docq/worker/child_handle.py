@@ -166,12 +166,16 @@ class ChildHandle:
         kill_group(self.process.pid)
         self._reap(timeout=5)
 
-    def stop(self, timeout: float = 2.0) -> None:
-        """Ask the child to exit; kill it if it has not within ``timeout`` seconds."""
+    def ask_to_exit(self) -> None:
+        """Tell the child to exit once it has read what came before (see `stop`)."""
         try:
             self._send(Exit())
         except OSError:
             pass  # already gone
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Ask the child to exit; kill it if it has not within ``timeout`` seconds."""
+        self.ask_to_exit()
         if not self._reap(timeout=timeout):
             self.kill()
 

@@ -135,6 +135,9 @@ class Crew:
         """Stop every child (killing busy ones) and return the items they did not finish,
         with the backlog."""
         unfinished = self.take_backlog()
+        idle = [child for child in self._live() if not child.busy]
+        for child in idle:  # all at once: they exit side by side, not one after another
+            child.ask_to_exit()
         for child in self._live():
             if child.busy:
                 child.kill()
