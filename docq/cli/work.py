@@ -26,7 +26,7 @@ def work(
         ),
     ] = None,
     loop: Annotated[
-        bool, typer.Option("--loop", help="Keep waiting for work until SIGINT/SIGTERM (for systemd).")
+        bool, typer.Option("--loop", help="Keep waiting for work until a stop signal (for systemd).")
     ] = False,
     poll_interval: Annotated[
         float,
@@ -86,7 +86,7 @@ def work(
             parser=duration,
             metavar="DURATION",
             envvar="DOCQ_GRACE",
-            help="On SIGINT/SIGTERM: time to let running items finish.",
+            help="On SIGINT, SIGTERM or SIGHUP: time to let running items finish.",
         ),
     ] = "30s",  # type: ignore[assignment]
     memory_limit: Annotated[
@@ -157,8 +157,9 @@ def work(
 
     Each document runs in a child process with a timeout and a memory cap: one bad
     document fails alone and never stops the worker. Failures are retried with
-    exponential backoff. The first SIGINT/SIGTERM lets running items finish (up to
-    --grace) and gives the rest back; a second stops at once. Commands get the worker's
+    exponential backoff. The first SIGINT, SIGTERM or SIGHUP lets running items finish
+    (up to --grace) and gives the rest back; a second stops at once. Children and
+    commands ignore those signals: the worker stops them itself. Commands get the worker's
     environment less docq's own settings (DOCQ_*) and PostgreSQL's (PG*), which may hold
     passwords; --pass-env passes one anyway.
 

@@ -5,6 +5,12 @@ Started as ``python -m docq.worker.child_main READ_FD WRITE_FD PARENT_PID`` by
 handler needs (never SQLAlchemy), lives in a process group of its own, caps its address
 space when told to, and dies with its worker: Linux delivers it a signal when the worker
 dies (``PR_SET_PDEATHSIG``), and a watchdog thread checks for the same thing everywhere else.
+
+It ignores SIGINT, SIGTERM and SIGHUP, and so does a command it starts (an ignored signal
+stays ignored across ``exec``): the worker owns shutdown. systemd's default
+``KillMode=control-group`` sends SIGTERM to every process of the service at once; the
+worker then lets the running items finish within ``--grace``, and kills their process
+groups itself when it runs out.
 """
 
 from __future__ import annotations
@@ -38,9 +44,15 @@ from docq.worker.protocol import (
 
 _command_group: int | None = None  # the running command's process group, to kill on exit
 
+IGNORED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+DEATH_SIGNAL = signal.SIGUSR1
+"""What Linux sends a child running commands when its worker dies: SIGTERM is ignored."""
+
 
 def main(argv: list[str]) -> int:
     """Serve jobs until the worker says exit or closes the pipe."""
+    for signum in IGNORED_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
     read_fd, write_fd, parent_pid = (int(value) for value in argv[:3])
     inbox = Connection(read_fd, writable=False)
     outbox = Connection(write_fd, readable=False)
@@ -106,8 +118,8 @@ def _die_with_parent(parent_pid: int, handler: Handler) -> None:
     if handler.runs_subprocesses:
         # Clean up the command's group first; a child waiting on a command is always
         # interruptible, so the handler runs at once.
-        signal.signal(signal.SIGTERM, _exit_with_command)
-        death_signal = signal.SIGTERM
+        signal.signal(DEATH_SIGNAL, _exit_with_command)
+        death_signal = DEATH_SIGNAL
     else:
         # A parser may be stuck inside C code where Python handlers never run: be killed.
         death_signal = signal.SIGKILL

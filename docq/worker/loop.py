@@ -4,7 +4,7 @@ the results. Once mode (for cron) and loop mode (for systemd) run the same loop.
 One thread drives everything: it claims items (a lease per item), hands them in chunks
 to warm child processes, renews the leases every third of the lease, records finished
 attempts in groups (one commit for a group of results and the next claim), kills a child
-whose item runs past ``--timeout`` or is cancelled, and on the first SIGINT/SIGTERM stops
+whose item runs past ``--timeout`` or is cancelled, and on the first SIGINT, SIGTERM or SIGHUP stops
 claiming, lets running items finish within ``--grace`` and gives the rest back. A second
 signal stops at once. One bad document never stops the worker: it fails alone.
 """

@@ -1,4 +1,4 @@
-"""Turns SIGINT and SIGTERM into something a worker's ``wait()`` can wake up on.
+"""Turns SIGINT, SIGTERM and SIGHUP into something a worker's ``wait()`` can wake up on.
 
 The worker counts signals (the first asks for a graceful stop, the second for an
 immediate one) instead of letting Python raise KeyboardInterrupt in the middle of a
@@ -14,7 +14,9 @@ import threading
 from types import FrameType
 from typing import Any
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""Each asks for a graceful stop (a hang-up too: a closed terminal or ssh session must not
+leave items in progress until their leases expire); a second, for an immediate one."""
 
 
 class Waker:
@@ -34,7 +36,7 @@ class Waker:
         return self._read.fileno()
 
     def install(self) -> None:
-        """Catch SIGINT and SIGTERM (only possible in the main thread; elsewhere the
+        """Catch SIGINT, SIGTERM and SIGHUP (only possible in the main thread; elsewhere the
         caller's own signal handling stays in charge)."""
         if threading.current_thread() is not threading.main_thread():
             return
