@@ -948,3 +948,23 @@ def test_processes_a_command_leaves_outside_its_group_die_with_its_item(
         assert row["status"] == "pending" and "timeout" in row["last_error"], row
     else:
         assert (row["status"], row["attempts"]) == ("pending", 0), row
+
+
+def test_the_work_summary_counts_each_item_once_and_adds_up(db_path: str, tmp_path: Path) -> None:
+    """An item that fails, is retried and completes within one run counts once, as
+    completed; the attempts are counted apart: the parts add up to the items."""
+    docs = write_docs(tmp_path / "docs", {"flaky.txt": "x", "steady.txt": "y"})
+    enqueue_json(db_path, "--operation", "flaky", *map(str, docs.values()))
+    script = 'case "$1" in *flaky*) [ -e "$1.seen" ] && exit 0; touch "$1.seen"; exit 1;; esac'
+    args = ("work", "--operation", "flaky", "--retry-delay", "0s", "--retry-max-delay", "0s")
+    command = ("--", "sh", "-c", script, "sh", "{path}")
+
+    as_json = run_docq(*args, "--json", *command, db=db_path)
+    summary = json.loads(as_json.stdout)
+    assert (summary["items"], summary["processed"]) == (2, 3), summary
+    assert (summary["completed"], summary["failed"], summary["retried"]) == (2, 0, 0), summary
+
+    (tmp_path / "docs" / "flaky.txt.seen").unlink()
+    run_docq("reprocess", "--operation", "flaky", *map(str, docs.values()), db=db_path)
+    text = run_docq(*args, *command, db=db_path)
+    assert "Processed 2 items in 3 attempts: 2 completed, 0 failed, 0 to retry later." in text.stdout, text

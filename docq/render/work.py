@@ -78,7 +78,8 @@ def _item_line(event: ItemEvent) -> str:
 
 
 def work_summary(summary: WorkSummary) -> None:
-    """The last line of ``docq work``."""
+    """The last line of ``docq work``: each item once, by how its last attempt ended (the
+    counts add up to the items), then what was given back or discarded."""
     parts = [
         f"{summary.completed} completed",
         f"{summary.failed} failed",
@@ -86,9 +87,11 @@ def work_summary(summary: WorkSummary) -> None:
     ]
     if summary.cancelled:
         parts.append(f"{summary.cancelled} cancelled")
+    apart = []
     if summary.released:
-        parts.append(f"{summary.released} given back")
+        apart.append(f"{plural(summary.released, 'item')} given back unstarted")
     if summary.discarded:
-        parts.append(f"{summary.discarded} discarded")
-    attempts = "" if summary.processed == summary.items else f" in {summary.processed} attempts"
-    output.out().print(f"Processed {plural(summary.items, 'item')}{attempts}: {', '.join(parts)}.")
+        apart.append(f"{plural(summary.discarded, 'result')} discarded (lease lost)")
+    attempts = "" if summary.processed == summary.items else f" in {plural(summary.processed, 'attempt')}"
+    tail = f"; {', '.join(apart)}" if apart else ""
+    output.out().print(f"Processed {plural(summary.items, 'item')}{attempts}: {', '.join(parts)}{tail}.")

@@ -42,8 +42,11 @@ DEFAULT_MEMORY_LIMIT = 1 * GiB
 
 @dataclass
 class WorkSummary:
-    """What one run of a worker did. ``processed`` counts attempts recorded: completed,
-    failed for good, retried later or cancelled."""
+    """What one run of a worker did. ``processed`` counts the attempts recorded and
+    ``items`` the distinct items they were made on; each item is counted once, by how its
+    last attempt of the run ended: ``completed + failed + retried + cancelled == items``
+    (``retried``: waiting for a retry when the run ended). ``discarded`` results and
+    items ``released`` unstarted are counted apart."""
 
     processed: int = 0
     completed: int = 0
@@ -182,6 +185,7 @@ class WorkLoop:
         self.db_failures = 0
         self.claim_came_back_empty = False
         self.seen: set[int] = set()  # items with a recorded attempt in this run
+        self.waiting_retry: set[int] = set()  # of those, the ones whose last attempt is to be retried
         self.stopping = False
         self.files_lost = False  # the database's files were replaced under us: write nothing more
         self.grace_deadline = 0.0
@@ -382,6 +386,11 @@ class WorkLoop:
                 if lease.item_id not in self.seen:
                     self.seen.add(lease.item_id)
                     self.summary.items += 1
+                elif lease.item_id in self.waiting_retry:  # retried in this run: counted anew
+                    self.waiting_retry.discard(lease.item_id)
+                    self.summary.retried -= 1
+                if verdict == "retrying":
+                    self.waiting_retry.add(lease.item_id)
                 name = counters[verdict]
                 setattr(self.summary, name, getattr(self.summary, name) + 1)
             if self.on_event is not None:
