@@ -203,6 +203,9 @@ class Database:
 
         path = self.target.path
         if not self.create and path is not None and not os.path.exists(path):
+            folder = os.path.dirname(path) or "."
+            if not os.path.isdir(folder):
+                raise DatabaseError(f"no docq queue at {path}: its folder {folder} does not exist")
             raise DatabaseError(f"no docq queue at {path} yet: `docq enqueue` creates it")
         conn = self._new_connection()
         try:

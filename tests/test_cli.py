@@ -1129,8 +1129,13 @@ def test_busy_database_exits_6(
 
 
 def test_database_in_a_missing_directory(tmp_path: Path) -> None:
+    """The error names the missing folder, and does not send the user to an enqueue that
+    would fail the same way."""
     target = tmp_path / "missing" / "queue.db"
-    assert_error(Cli(str(target))("stats"), DATABASE, str(target.parent))
+    for args in (["stats"], ["list"], ["enqueue", str(tmp_path)]):
+        result = Cli(str(target))(*args)
+        assert_error(result, DATABASE, f"{target.parent} does not exist")
+        assert "docq enqueue" not in result.stderr, result.stderr
     assert not target.parent.exists()
 
 
