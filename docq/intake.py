@@ -2,8 +2,10 @@
 
 These functions run inside a transaction that `DocumentQueueService` opens (enqueue,
 reprocess, the seed API's ``enqueue``). The rules of "already queued" (a document has at
-most one active item per lane, which a unique index enforces) and "unchanged" (the lane
-last completed the same content) live here.
+most one active item per lane, which a unique index enforces), "unchanged" (the lane
+last completed the same content) and "failed" (the lane last failed for good on the same
+content: a cron job queueing a folder every few minutes must not run a corrupt file
+again each time) live here.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from docq.states import DocumentStatus, lane_of
 if TYPE_CHECKING:
     from docq.processing import FileFacts
 
-SkipReason = Literal["already queued", "unchanged"]
+SkipReason = Literal["already queued", "unchanged", "failed"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,8 @@ class Queued:
 
 @dataclass(frozen=True)
 class Skipped:
-    """A document left alone: it has an active item, or was processed with the same content."""
+    """A document left alone: it has an active item, or its lane last completed it, or
+    failed on it for good, with the same content."""
 
     document_id: int
     path: str
@@ -53,8 +56,8 @@ def add_file(
     now: float,
 ) -> Queued | Skipped:
     """Register ``facts`` as a document (or refresh a known one) and queue ``operation``
-    for it, unless it is already queued, or unchanged since that lane completed it (and
-    not ``force``)."""
+    for it, unless it is already queued, or (without ``force``) unchanged since that lane
+    last completed it or failed on it for good (``docq retry`` runs a failed one again)."""
     lane = lane_of(operation)
     stored_path = to_db(facts.path)
     values = {"size": facts.size, "sha256": facts.sha256, "mime_type": facts.mime_type, "now": now}
@@ -64,8 +67,9 @@ def add_file(
         key = {"document_id": document_id, "lane": lane}
         if tx.one(q.ACTIVE_ITEM, key) is not None:
             return Skipped(document_id, facts.path, "already queued")
-        if not force and tx.scalar(q.LAST_COMPLETED_CONTENT, key) == facts.sha256:
-            return Skipped(document_id, facts.path, "unchanged")
+        last = None if force else tx.one(q.LAST_FINISHED_CONTENT, key)
+        if last is not None and last[1] == facts.sha256:
+            return Skipped(document_id, facts.path, "unchanged" if last[0] == "completed" else "failed")
         tx.execute(q.UPDATE_DOCUMENT_FACTS, {**values, "document_id": document_id})
     item_id = insert_item(
         tx,

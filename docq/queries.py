@@ -213,9 +213,11 @@ LIMIT 1
 """
 
 # "Unchanged" compares with this: the content of the lane's latest completed item.
-LAST_COMPLETED_CONTENT = """
-SELECT sha256 FROM queue_items
-WHERE document_id = :document_id AND lane = :lane AND status = 'completed'
+# How the lane last finished with the document (completed or failed for good), and for
+# which content: the same content is not queued again unless forced.
+LAST_FINISHED_CONTENT = """
+SELECT status, sha256 FROM queue_items
+WHERE document_id = :document_id AND lane = :lane AND status IN ('completed', 'failed')
 ORDER BY id DESC LIMIT 1
 """
 

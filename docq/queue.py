@@ -97,8 +97,9 @@ class DocumentQueueService:
         """Register ``files`` as documents and queue ``operation`` for each, in one transaction.
 
         A file whose document already has an active (pending or in-progress) item of the
-        same lane is skipped as "already queued"; one that lane already completed with the
-        same sha256 as "unchanged" (unless ``force``); changed content is queued again.
+        same lane is skipped as "already queued"; one whose lane last completed it with the
+        same sha256 as "unchanged", or last failed on it for good with the same sha256 as
+        "failed" (unless ``force``); changed content is queued again.
         """
 
         def add(tx: Tx) -> list[Queued | Skipped]:

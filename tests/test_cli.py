@@ -366,6 +366,31 @@ def test_enqueue_skips_unchanged_after_work_force_and_changes_queue_again(
     assert cli.json("stats")["pending"] == 1
 
 
+def test_enqueue_skips_an_unchanged_file_that_failed_until_it_changes_or_is_forced(
+    cli: Cli, make_file: Callable[..., Path]
+) -> None:
+    """A cron job queueing a folder every few minutes must not run a corrupt file again
+    each time: unchanged since it failed for good, it is skipped as "failed"."""
+    broken = make_file("broken.pdf", "%PDF-1.4 truncated")
+    document_id = cli.json("enqueue", str(broken))["queued"][0]["document_id"]
+    assert cli("work").exit_code == PARTIAL  # it failed for good
+
+    again = cli.json("enqueue", str(broken))
+    assert again["queued"] == []
+    assert again["skipped"] == [{"path": str(broken), "reason": "failed", "document_id": document_id}]
+    said = cli.ok("enqueue", str(broken))
+    assert "failed: 1" in said.stdout
+    assert "docq retry" in said.stderr
+    assert cli.json("stats")["pending"] == 0
+
+    forced = cli.json("enqueue", "--force", str(broken))
+    assert [q["document_id"] for q in forced["queued"]] == [document_id]
+    assert cli("work").exit_code == PARTIAL
+    broken.write_text("%PDF-1.4 truncated differently")
+    changed = cli.json("enqueue", str(broken))
+    assert [q["document_id"] for q in changed["queued"]] == [document_id]
+
+
 def test_enqueue_without_arguments_is_a_usage_error(no_queue: Path) -> None:
     assert_error(Cli(str(no_queue))("enqueue"), USAGE, "nothing to enqueue")
     assert not no_queue.exists()

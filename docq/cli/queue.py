@@ -47,7 +47,7 @@ def enqueue(
     priority: PriorityOption = 0,
     operation: OperationOption = "process",
     force: Annotated[
-        bool, typer.Option("--force", help="Queue files again even if unchanged since processed.")
+        bool, typer.Option("--force", help="Queue unchanged files again (processed, or failed for good).")
     ] = False,
     max_attempts: Annotated[
         int | None,

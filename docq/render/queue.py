@@ -68,6 +68,11 @@ def enqueue_report(report: EnqueueReport) -> None:
     if report.rejected:
         parts.append(f"rejected {len(report.rejected)}")
     output.out().print(("; ".join(parts) + ".").capitalize())
+    if skipped.get("failed"):
+        output.warn(
+            f"{plural(skipped['failed'], 'file')} failed before and did not change: "
+            "`docq retry` (or enqueue --force) runs them again"
+        )
     if report.rejected:
         grid = output.table("Rejected", "Why")
         for rejected in report.rejected:
