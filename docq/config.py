@@ -131,6 +131,11 @@ def iso(timestamp: float | None, *, precise: bool = True) -> str | None:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """``1 document``, ``3 documents`` (``words`` for an irregular plural)."""
+    return f"{count} {word if count == 1 else (words or word + 's')}"
+
+
 def format_duration(seconds: float) -> str:
     """A short human form of a duration: ``850ms``, ``42s``, ``3m 20s``, ``2h 5m``, ``3d 4h``."""
     if seconds < 0:

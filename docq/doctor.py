@@ -13,7 +13,7 @@ from importlib import metadata
 
 from docq import queries as q
 from docq.backends import Check, Tx, backend_for
-from docq.config import Settings, format_duration
+from docq.config import Settings, format_duration, plural
 from docq.db import Database, resolve_target
 from docq.errors import DocqError
 from docq.schema import SCHEMA_VERSION, OutdatedSchema, applied
@@ -65,7 +65,7 @@ def _queue_checks(tx: Tx) -> list[Check]:
     if expired:
         oldest = format_duration(now - expired[0][2])
         detail = (
-            f"{len(expired)} in-progress item(s) past their lease (oldest {oldest} ago, e.g. item "
+            f"{plural(len(expired), 'in-progress item')} past their lease (oldest {oldest} ago, e.g. item "
             f"{expired[0][0]} of {expired[0][1]}); the next `docq work` takes them over"
         )
         checks.append(Check("expired leases", "warn", detail))
@@ -74,7 +74,9 @@ def _queue_checks(tx: Tx) -> list[Check]:
     dead = tx.all(q.DEAD_WORKERS, {"now": now})
     if dead:
         names = ", ".join(row[0] for row in dead[:3])
-        checks.append(Check("dead workers", "warn", f"{len(dead)} worker(s) stopped heartbeating: {names}"))
+        checks.append(
+            Check("dead workers", "warn", f"{plural(len(dead), 'worker')} stopped heartbeating: {names}")
+        )
     else:
         checks.append(Check("dead workers", "pass", "none"))
     kept = sorted(map(tuple, tx.all(q.COUNTS)))

@@ -134,11 +134,11 @@ def test_quickstart(tmp_path: Path, docs: Path, sample_docs: Path) -> None:
     assert re.search(r"^pages\t3$", shown.stdout, re.M), shown.stdout
     assert re.search(r"^title\tRiverside Community Library: Annual Report 2023$", shown.stdout, re.M)
 
-    # Unchanged documents that were processed are skipped; the failed ones go in again.
+    # Unchanged documents are skipped, as processed or as failed for good.
     again = docq_json("enqueue", "-r", str(docs), db=db)
-    assert {Path(entry["path"]).name for entry in again["queued"]} == failed
-    assert {Path(entry["path"]).name for entry in again["skipped"]} == processed
-    assert {entry["reason"] for entry in again["skipped"]} == {"unchanged"}
+    assert again["queued"] == []
+    reasons = {Path(entry["path"]).name: entry["reason"] for entry in again["skipped"]}
+    assert reasons == {**dict.fromkeys(processed, "unchanged"), **dict.fromkeys(failed, "failed")}
 
 
 def test_find_print0_pipeline(tmp_path: Path) -> None:
@@ -178,7 +178,12 @@ def test_work_logs_one_line_per_item_on_stderr(tmp_path: Path, docs: Path) -> No
     worked = docq_run("work", db=db)
     assert worked.returncode == 3
     assert worked.stdout.strip() == "Processed 3 items: 2 completed, 1 failed, 0 to retry later."
-    lines = worked.stderr.splitlines()
+    # Off a terminal: timestamped lines, the items' between a start and a stop line.
+    stamped = worked.stderr.splitlines()
+    assert all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z docq", line) for line in stamped), stamped
+    start, *lines, stop = [line.split(" ", 1)[1] for line in stamped]
+    assert start.startswith("docq ") and " started: " in start, start
+    assert stop == "docq: stopped (nothing more due): " + worked.stdout.strip(), stop
     assert len(lines) == 3, worked.stderr
     for path in chosen:
         [line] = [line for line in lines if str(path) in line]

@@ -559,7 +559,7 @@ def test_doctor_warns_about_expired_leases(cli: Cli, tmp_path: Path) -> None:
     assert all(check["level"] == "pass" for name, check in checks.items() if name != "expired leases")
     lines = cli.ok("doctor").stdout.splitlines()
     [warning] = [line for line in lines if not line.startswith("pass  ")]
-    assert warning.startswith("warn  expired leases: 1 in-progress item(s) past their lease (oldest ")
+    assert warning.startswith("warn  expired leases: 1 in-progress item past their lease (oldest ")
 
 
 def garbage_page(path: Path) -> None:

@@ -438,7 +438,8 @@ def test_work_text_summary_on_stdout_and_a_line_per_item_on_stderr(
     cli.ok("enqueue", str(a), str(b))
     result = cli.ok("work")
     assert result.stdout.strip() == "Processed 2 items: 2 completed, 0 failed, 0 to retry later."
-    lines = result.stderr.splitlines()
+    start, *lines, stop = [line.split(" ", 1)[1] for line in result.stderr.splitlines()]  # less the time
+    assert " started: " in start and stop.startswith("docq: stopped (nothing more due): Processed 2 items")
     assert len(lines) == 2, result.stderr
     assert all(line.startswith("docq: completed item ") for line in lines)
     assert str(a) in result.stderr and str(b) in result.stderr
@@ -934,7 +935,7 @@ def test_retry_does_not_queue_a_document_twice(cli: Cli, make_file: Callable[...
     a = make_file("a.txt")
     first = cli.json("enqueue", "-o", "flaky", "--max-attempts", "1", str(a))["queued"][0]
     cli.ok("work", "-o", "flaky", "--", *FAILING_COMMAND, code=PARTIAL)
-    again = cli.json("enqueue", "-o", "flaky", str(a))  # a failed document goes in again
+    again = cli.json("enqueue", "-o", "flaky", "--force", str(a))  # a failed document goes in again
     assert [q["document_id"] for q in again["queued"]] == [first["document_id"]]
     result = cli("retry", str(first["item_id"]))
     assert "Traceback" not in result.output
@@ -1346,3 +1347,18 @@ def test_a_stopped_enqueue_keeps_its_finished_batches_and_says_how_many(tmp_path
     )
     report = json.loads(again.stdout)
     assert (len(report["queued"]), len(report["skipped"])) == (total - stored, stored)
+
+
+def test_stats_says_a_retry_whose_time_has_come_is_due_now(cli: Cli, mixed: Mixed) -> None:
+    """Not "(2m 35s ago)", which reads as overdue: it waits for the next docq work."""
+    import sqlite3
+    import time
+
+    with sqlite3.connect(cli.db) as conn:
+        conn.execute(
+            "UPDATE queue_items SET next_run_at = ? WHERE id = ?", (time.time() - 155, mixed.retrying)
+        )
+    conn.close()
+    [line] = [line for line in cli.ok("stats").stdout.splitlines() if "next retry due" in line]
+    assert "now (for 2m 3" in line and "the next `docq work` runs it" in line, line
+    assert "ago" not in line

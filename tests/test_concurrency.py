@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -47,7 +48,8 @@ def assert_quiet(workers: list[WorkerProcess]) -> None:
     for worker in workers:
         err = worker.stderr()
         assert "locked" not in err.lower() and "Traceback" not in err, err
-        assert [line for line in err.splitlines() if not line.startswith("docq: stopping: ")] == [], err
+        lines = [re.sub(r"^\S+Z ", "", line) for line in err.splitlines()]  # less the timestamps
+        assert [line for line in lines if not line.startswith("docq: stopping: ")] == [], err
 
 
 def assert_completed_exactly_once(service: DocumentQueueService, item_ids: set[int]) -> None:

@@ -189,7 +189,7 @@ def test_copy_preserves_every_row(source: Source, db_target: str) -> None:
 def test_copy_reports_items_in_progress(source: Source, tmp_path: Path) -> None:
     result = ok(docq(source.db, "copy", "--to", str(tmp_path / "text.db")))
     [line] = result.stderr.splitlines()
-    assert line.startswith("docq: 1 item(s) were in progress"), line
+    assert line.startswith("docq: 1 item was in progress"), line
     report = json.loads(ok(docq(source.db, "copy", "--to", str(tmp_path / "json.db"), "--json")).stdout)
     assert report == {
         "rows": {"documents": 6, "queue_items": 7, "attempts": 4, "item_outputs": 1, "workers": 2},

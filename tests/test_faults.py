@@ -83,7 +83,7 @@ def test_doctor_names_a_process_that_holds_a_deleted_wal_file(
     assert check["level"] == "warn", check
     assert f"pid {holder.pid}" in check["detail"] and "-wal" in check["detail"], check
     plain = run_docq("doctor", db=db_path)
-    assert f"warn  deleted files: 1 process(es) hold a deleted {Path(db_path).name}-wal" in plain.stdout
+    assert f"warn  deleted files: 1 process holds a deleted {Path(db_path).name}-wal" in plain.stdout
 
 
 # --- SIGTERM with quick items claimed ahead ---------------------------------------------------

@@ -324,11 +324,11 @@ def test_exit_codes_complete_retry_or_fail(
         "processed": 10,
         "completed": 3,
         "failed": 2,
-        "retried": 5,
+        "retried": 0,  # items waiting for a retry at the end: none (five retries happened on the way)
         "cancelled": 0,
         "discarded": 0,
         "released": 0,
-        "items": 5,  # ten attempts at five items
+        "items": 5,  # ten attempts at five items; each counted once, by its last attempt
     }
 
     # Exit 0: stdout is the result, the stderr tail the note.

@@ -21,7 +21,7 @@ from typing import Any
 
 from docq.backends import sqlite_files
 from docq.backends.base import Backend, Check, Failure, Level, Retry, SchemaMark, Tx
-from docq.config import Settings
+from docq.config import Settings, plural
 from docq.errors import DatabaseError, DocqError
 
 APPLICATION_ID = 0x646F6371
@@ -282,7 +282,8 @@ def _deleted_files_check(path: str) -> Check:
         return Check("deleted files", "pass", "no process holds a deleted file of this database")
     first = holders[0]
     detail = (
-        f"{len(holders)} process(es) hold a deleted {os.path.basename(first.file)}, e.g. pid {first.pid} "
+        f"{plural(len(holders), 'process holds', 'processes hold')} a deleted "
+        f"{os.path.basename(first.file)}, e.g. pid {first.pid} "
         f"({first.command}): what they write is lost; stop them and start them again"
     )
     return Check("deleted files", "warn", detail)

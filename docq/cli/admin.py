@@ -68,8 +68,9 @@ def copy_(
     output.out().print(f"Copied {copied} to {target.target.display}.")
     if count.in_progress:
         output.warn(
-            f"{count.in_progress} item(s) were in progress: they are taken over in the new database once "
-            "their leases expire (stop the workers before copying to avoid running them twice)"
+            f"{output.plural(count.in_progress, 'item was', 'items were')} in progress: they are taken "
+            "over in the new database once their leases expire (stop the workers before copying "
+            "to avoid running them twice)"
         )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -152,6 +152,17 @@ def work(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print a summary as JSON on stdout when done.")
     ] = False,
+    log_format: Annotated[
+        str,
+        typer.Option(
+            "--log-format",
+            metavar="text|json",
+            envvar="DOCQ_LOG_FORMAT",
+            help="Log lines on stderr off a terminal: timestamped text, or one JSON object a line.",
+        ),
+    ] = "text",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log errors only.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more (debug messages).")] = False,
 ) -> None:
     """Process due items, then exit (for cron); --loop keeps going (for systemd).
 
@@ -173,6 +184,10 @@ def work(
     from docq.worker import WorkOptions, process_document_queue
 
     check_operation_name(operation)
+    if log_format not in ("text", "json"):
+        raise UsageError(f"--log-format {log_format!r}: use text or json")
+    if quiet and verbose:
+        raise UsageError("--quiet and --verbose: give one of them")
     run = Invocation.of(ctx)
     config = run.settings_with(
         poll_interval=poll_interval,
@@ -201,15 +216,83 @@ def work(
     from docq.worker import reaper
 
     reaper.become_subreaper()  # what commands leave outside their group dies with their item
-    with render.WorkDisplay(enabled=not as_json) as display:
-        summary = process_document_queue(settings=config, options=options, on_event=display.event)
+    if verbose:
+        output.log_to_stderr(debug=True)
+    elif quiet:
+        import logging
+
+        logging.getLogger("docq").setLevel(logging.ERROR)
+    if output.stderr_is_terminal() and log_format == "text":
+        with render.WorkDisplay(enabled=not as_json, quiet=quiet) as display:
+            summary = process_document_queue(settings=config, options=options, on_event=display.event)
+        logged = False
+    else:
+        summary, logged = _logged_run(
+            config, options, log_format, quiet=quiet, verbose=verbose, items=not as_json
+        )
     if as_json:
         output.print_json(summary.to_dict())
-    else:
+    elif _summary_wanted(summary, logged):
         render.work_summary(summary)
     if summary.stopped_by is not None:
         finish(128 + summary.stopped_by)
     finish(EXIT_PARTIAL if summary.failed else EXIT_OK)
+
+
+def _logged_run(
+    config: Any, options: Any, log_format: str, *, quiet: bool, verbose: bool, items: bool
+) -> tuple[Any, bool]:
+    """Run the worker with its log on stderr (see `docq.render.worklog`); returns the
+    summary and whether anything was logged. Without ``items`` (``--json``: the summary
+    is the output) only docq's own warnings and errors are logged, as they happen."""
+    import logging
+    import os
+
+    from docq import __version__
+    from docq.db import resolve_target
+    from docq.render import worklog
+    from docq.worker import process_document_queue
+
+    try:
+        database = resolve_target(config.db).display
+    except Exception:  # the run itself reports a bad target
+        database = str(config.db)
+    start = {
+        "version": __version__,
+        "database": database,
+        "operation": options.operation,
+        "concurrency": config.concurrency,
+        "pid": os.getpid(),
+    }
+    threshold = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
+    log = worklog.WorkLog(
+        log_format="json" if log_format == "json" else "text",
+        threshold=threshold,
+        announce=options.loop and items,
+        start=start if items else None,
+    )
+    router = worklog.route_library_messages(log)
+    try:
+        summary = process_document_queue(
+            settings=config, options=options, on_event=log.item if items else None
+        )
+    finally:
+        output.restore_diagnostics(router)
+    log.stop(summary)
+    return summary, log.started
+
+
+def _summary_wanted(summary: Any, logged: bool) -> bool:
+    """Whether to print the summary on stdout: not for a run that did nothing off a
+    terminal (cron mails any output), nor when the log's stop line, in the same file
+    (``>> work.log 2>&1``), has already said it."""
+    from docq.render import worklog
+
+    if output.out().is_terminal:
+        return True
+    if worklog.did_nothing(summary):
+        return False
+    return not (logged and worklog.same_file(1, 2))
 
 
 def _exit_codes(text: str | None) -> frozenset[int] | None:

@@ -15,6 +15,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from docq.config import format_duration, iso
+from docq.config import plural as plural  # the one wording of counts, for every renderer
 from docq.paths import to_db
 
 if TYPE_CHECKING:
@@ -57,6 +58,11 @@ def error(message: str) -> None:
 def warn(message: str) -> None:
     """A one-line diagnostic on stderr."""
     _line(f"docq: {message}")
+
+
+def plain_line(text: str) -> None:
+    """``text`` as one line on stderr, as it is."""
+    _line(text)
 
 
 def _line(text: str) -> None:
@@ -137,11 +143,6 @@ def styled(status: str) -> str:
     return f"[{style}]{status}[/]" if style else status
 
 
-def plural(count: int, word: str, words: str | None = None) -> str:
-    """``1 document``, ``3 documents``."""
-    return f"{count} {word if count == 1 else (words or word + 's')}"
-
-
 def escape(text: str) -> str:
     """Data shown through Rich, with its markup characters escaped."""
     from rich.markup import escape as rich_escape
@@ -157,6 +158,23 @@ class _Diagnostics(logging.Handler):
 
 
 _DIAGNOSTICS = _Diagnostics()
+
+
+def replace_diagnostics(handler: logging.Handler) -> logging.Handler:
+    """Send the ``docq`` logger's messages to ``handler`` instead of plain stderr lines
+    (a worker's own log); `restore_diagnostics` undoes it."""
+    logger = logging.getLogger("docq")
+    logger.removeHandler(_DIAGNOSTICS)
+    logger.addHandler(handler)
+    return handler
+
+
+def restore_diagnostics(handler: logging.Handler) -> None:
+    """Back to plain stderr lines after `replace_diagnostics`."""
+    logger = logging.getLogger("docq")
+    logger.removeHandler(handler)
+    if _DIAGNOSTICS not in logger.handlers:
+        logger.addHandler(_DIAGNOSTICS)
 
 
 def log_to_stderr(*, debug: bool) -> None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from docq.config import format_duration
 from docq.render import output
-from docq.render.output import plural, shown_path
+from docq.render.worklog import item_line, summary_text
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -20,8 +19,9 @@ class WorkDisplay:
     log line per finished item on stderr (the worker's own warnings go there through
     `output.log_to_stderr`)."""
 
-    def __init__(self, *, enabled: bool) -> None:
+    def __init__(self, *, enabled: bool, quiet: bool = False) -> None:
         self.enabled = enabled
+        self.quiet = quiet  # failures only
         self.terminal = enabled and output.stderr_is_terminal()
         self.counts = {"completed": 0, "failed": 0, "retrying": 0, "cancelled": 0, "discarded": 0}
         self._progress: Progress | None = None
@@ -51,12 +51,13 @@ class WorkDisplay:
     def event(self, event: ItemEvent) -> None:
         """One recorded attempt."""
         self.counts[event.verdict] = self.counts.get(event.verdict, 0) + 1
+        failed = event.verdict in ("failed", "discarded")
         if self._progress is not None:
             self._progress.update(self._task, description=self._describe())
-            if event.verdict in ("failed", "retrying", "discarded"):
-                output.err().print(_item_line(event), style="red", markup=False, highlight=False)
-        elif self.enabled:
-            output.warn(_item_line(event))
+            if failed or (event.verdict == "retrying" and not self.quiet):
+                output.err().print(item_line(event), style="red", markup=False, highlight=False)
+        elif self.enabled and (failed or not self.quiet):
+            output.plain_line(item_line(event))
 
     def _describe(self) -> str:
         c = self.counts
@@ -66,32 +67,6 @@ class WorkDisplay:
         )
 
 
-def _item_line(event: ItemEvent) -> str:
-    verdict = {"retrying": "failed, will retry", "discarded": "discarded (lease lost)"}.get(
-        event.verdict, event.verdict
-    )
-    took = format_duration(event.seconds)
-    line = f"{verdict} item {event.lease.item_id} {shown_path(event.lease.path)} ({took})"
-    if event.error and event.verdict in ("failed", "retrying"):
-        line += f": {event.error}"
-    return line
-
-
 def work_summary(summary: WorkSummary) -> None:
-    """The last line of ``docq work``: each item once, by how its last attempt ended (the
-    counts add up to the items), then what was given back or discarded."""
-    parts = [
-        f"{summary.completed} completed",
-        f"{summary.failed} failed",
-        f"{summary.retried} to retry later",
-    ]
-    if summary.cancelled:
-        parts.append(f"{summary.cancelled} cancelled")
-    apart = []
-    if summary.released:
-        apart.append(f"{plural(summary.released, 'item')} given back unstarted")
-    if summary.discarded:
-        apart.append(f"{plural(summary.discarded, 'result')} discarded (lease lost)")
-    attempts = "" if summary.processed == summary.items else f" in {plural(summary.processed, 'attempt')}"
-    tail = f"; {', '.join(apart)}" if apart else ""
-    output.out().print(f"Processed {plural(summary.items, 'item')}{attempts}: {', '.join(parts)}{tail}.")
+    """The last line of ``docq work`` on stdout (see `worklog.summary_text`)."""
+    output.out().print(summary_text(summary))

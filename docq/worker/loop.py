@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from multiprocessing.connection import wait
 from typing import Any
 
-from docq.config import GiB, Settings
+from docq.config import GiB, Settings, plural
 from docq.db import DatabaseLike
 from docq.errors import DatabaseBusy, DatabaseReplaced, DatabaseUnreachable
 from docq.items import Lease, Result, Verdict
@@ -57,10 +57,11 @@ class WorkSummary:
     released: int = 0  # items given back unfinished at shutdown
     items: int = 0  # distinct items among the attempts (an item retried in the run counts once)
     stopped_by: int | None = None  # the signal that forced an immediate stop, if any
+    reason: str = ""  # why the run ended: "nothing due", "SIGTERM", "--max-items"...
 
     def to_dict(self) -> dict[str, int]:
         """The ``docq work --json`` form."""
-        return {k: v for k, v in asdict(self).items() if k != "stopped_by"}
+        return {k: v for k, v in asdict(self).items() if k not in ("stopped_by", "reason")}
 
 
 @dataclass(frozen=True)
@@ -219,9 +220,15 @@ class WorkLoop:
         now = time.monotonic()
         if self.waker.signals >= 2:
             self.summary.stopped_by = self.waker.last_signal
+            self.summary.reason = f"a second {_signal_name(self.waker.last_signal)}: stopped at once"
             return False
         max_seconds = self.options.max_seconds
         if not self.stopping and (self.waker.signals == 1 or (max_seconds and now - started >= max_seconds)):
+            self.summary.reason = (
+                _signal_name(self.waker.last_signal)
+                if self.waker.signals
+                else f"--max-seconds {max_seconds:g}"
+            )
             self._begin_stop(now)
         if self.stopping and (not self.crew.running() or now >= self.grace_deadline):
             return False
@@ -232,6 +239,9 @@ class WorkLoop:
         if not self.held and not self.stopping:
             out_of_items = self.options.max_items is not None and self.claimed_total >= self.options.max_items
             if out_of_items or (self.claim_came_back_empty and not self.options.loop):
+                self.summary.reason = (
+                    f"--max-items {self.options.max_items}" if out_of_items else "nothing more due"
+                )
                 return False
         if now >= self.next_heartbeat_at and now >= self.db_retry_at:
             self._heartbeat(now)
@@ -434,8 +444,8 @@ class WorkLoop:
         running = self.crew.finish_running_only()
         if self.waker.signals:
             log.warning(
-                "stopping: letting %d running item(s) finish (up to %gs); signal again to stop now",
-                running,
+                "stopping: letting %s finish (up to %gs); signal again to stop now",
+                plural(running, "running item"),
                 self.settings.grace,
             )
         self._give_back(self.crew.take_backlog())
@@ -467,6 +477,15 @@ class WorkLoop:
                 self._report(batch, outcome[0])
         self._give_back(unfinished)
         self._guard(lambda: self.service.worker_stopped(self.id, done=self.summary.processed))
+
+
+def _signal_name(number: int | None) -> str:
+    import signal
+
+    try:
+        return signal.Signals(number or 0).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _memory_limit(settings: Settings, handler: Handler) -> int | None:
