@@ -14,7 +14,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from workload import Processes, add_files, item, outcomes, wait_until
+from workload import Processes, WorkerProcess, add_files, item, outcomes, wait_until
 
 from docq.queue import DocumentQueueService
 
@@ -55,14 +55,20 @@ def sigterm_the_whole_service(worker_pid: int) -> int:
     return len(below)
 
 
+def slow_item_running(db: str, procs: Processes, *, grace: str, seconds: str) -> WorkerProcess:
+    """A worker whose Python handler is running ``slow.txt`` (for ``seconds``) now."""
+    worker = procs.worker(
+        db, "--operation", "slow", "--handler", "workload:slow", "--grace", grace, DOCQ_TEST_SLOW=seconds
+    )
+    wait_until(lambda: procs.ledger(), 60, "the slow item to start", watch=[worker])
+    return worker
+
+
 def test_sigterm_to_every_process_of_the_service_lets_the_running_handler_item_finish(
     db_path: str, service: DocumentQueueService, procs: Processes, tmp_path: Path
 ) -> None:
     ids = add_files(service, tmp_path / "docs", ["slow.txt", "next.txt"], operation="slow")
-    worker = procs.worker(
-        db_path, "--operation", "slow", "--handler", "workload:slow", "--grace", "30s", DOCQ_TEST_SLOW="2"
-    )
-    wait_until(lambda: procs.ledger(), 60, "the slow item to start", watch=[worker])
+    worker = slow_item_running(db_path, procs, grace="30s", seconds="2")
 
     assert sigterm_the_whole_service(worker.pid) >= 1  # its child got SIGTERM too
 
@@ -95,10 +101,7 @@ def test_sighup_is_a_graceful_stop(
     db_path: str, service: DocumentQueueService, procs: Processes, tmp_path: Path
 ) -> None:
     ids = add_files(service, tmp_path / "docs", ["slow.txt", "next.txt"], operation="slow")
-    worker = procs.worker(
-        db_path, "--operation", "slow", "--handler", "workload:slow", "--grace", "30s", DOCQ_TEST_SLOW="2"
-    )
-    wait_until(lambda: procs.ledger(), 60, "the slow item to start", watch=[worker])
+    worker = slow_item_running(db_path, procs, grace="30s", seconds="2")
 
     worker.send(signal.SIGHUP)
 
@@ -115,10 +118,7 @@ def test_a_second_sighup_stops_at_once_with_129(
     db_path: str, service: DocumentQueueService, procs: Processes, tmp_path: Path
 ) -> None:
     item_id = add_files(service, tmp_path / "docs", ["slow.txt"], operation="slow")["slow.txt"]
-    worker = procs.worker(
-        db_path, "--operation", "slow", "--handler", "workload:slow", "--grace", "60s", DOCQ_TEST_SLOW="30"
-    )
-    wait_until(lambda: procs.ledger(), 60, "the slow item to start", watch=[worker])
+    worker = slow_item_running(db_path, procs, grace="60s", seconds="30")
 
     worker.send(signal.SIGHUP)
     wait_until(lambda: "signal again" in worker.stderr(), 30, "the worker to start stopping", watch=[worker])

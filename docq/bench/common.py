@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -122,3 +123,9 @@ def open_service(target: str, settings: Settings) -> DocumentQueueService:
 
 def fake_files(count: int, prefix: str) -> list[FileFacts]:
     return [FileFacts(f"/bench/{prefix}/{i:07d}.txt", 100, f"{i:064x}", "text/plain") for i in range(count)]
+
+
+def docq_command() -> list[str]:
+    """The ``docq`` console script beside this Python, else ``python -m docq``."""
+    script = os.path.join(os.path.dirname(sys.executable), "docq")
+    return [script] if os.path.exists(script) else [sys.executable, "-m", "docq"]

@@ -17,6 +17,7 @@ from docq.bench.common import (
     Measure,
     Progress,
     Report,
+    docq_command,
     on_sqlite,
     open_service,
     scratch_database,
@@ -239,11 +240,6 @@ def _pypdfium2_direct(paths: list[str]) -> float:
 # --- start-up and memory -------------------------------------------------------------
 
 
-def _docq_command() -> list[str]:
-    script = os.path.join(os.path.dirname(sys.executable), "docq")
-    return [script] if os.path.exists(script) else [sys.executable, "-m", "docq"]
-
-
 def _best_wall(argv: list[str], runs: int, env: dict[str, str] | None = None) -> float:
     best = float("inf")
     for _ in range(runs):
@@ -256,12 +252,12 @@ def _best_wall(argv: list[str], runs: int, env: dict[str, str] | None = None) ->
 def startup(report: Report, scratch: str, progress: Progress) -> None:
     progress("start-up times")
     section = "start-up (best of 7, wall)"
-    version = _best_wall([*_docq_command(), "--version"], 7)
+    version = _best_wall([*docq_command(), "--version"], 7)
     report.add(Measure(section, "docq --version", version, "ms", "<= 150 ms", version <= 150))
     db = os.path.join(scratch, "startup.db")
     env = {**os.environ, "DOCQ_DB": db}
-    subprocess.run([*_docq_command(), "stats"], capture_output=True, env=env, check=False)
-    stats_ms = _best_wall([*_docq_command(), "stats"], 7, env)
+    subprocess.run([*docq_command(), "stats"], capture_output=True, env=env, check=False)
+    stats_ms = _best_wall([*docq_command(), "stats"], 7, env)
     sqlmodel_ms = _best_wall([sys.executable, "-c", "import sqlmodel"], 7)
     report.add(Measure(section, "docq stats", stats_ms, "ms"))
     report.add(Measure(section, 'python -c "import sqlmodel"', sqlmodel_ms, "ms"))
@@ -274,7 +270,7 @@ def idle_worker(report: Report, scratch: str, progress: Progress) -> None:
     db = os.path.join(scratch, "idle.db")
     env = {**os.environ, "DOCQ_DB": db}
     process = subprocess.Popen(
-        [*_docq_command(), "work", "--loop"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [*docq_command(), "work", "--loop"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         deadline = time.monotonic() + 30

@@ -29,7 +29,6 @@ import random
 import shlex
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -38,6 +37,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from docq.bench.common import docq_command
 from docq.config import Settings
 
 OPERATION = "nemesis"
@@ -206,7 +206,7 @@ class _Run:
         plan = self.plan
         script = f'echo "$DOCQ_ITEM_ID $DOCQ_ATTEMPT" >> "$NEMESIS_LEDGER"; exec sleep {plan.item_seconds}'
         argv = [
-            *_docq_command(),
+            *docq_command(),
             "work",
             *("--operation", OPERATION, "--loop", "--concurrency", str(plan.concurrency)),
             *("--lease", f"{plan.lease}s", "--poll-interval", "0.2s", "--grace", "10s"),
@@ -392,12 +392,6 @@ def live_processes() -> Iterator[tuple[int, str]]:
                 int(entry),
                 shlex.join(part.decode(errors="replace") for part in command.split(b"\0") if part),
             )
-
-
-def _docq_command() -> list[str]:
-    """The ``docq`` console script beside this Python, else ``python -m docq``."""
-    script = Path(sys.executable).with_name("docq")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "docq"]
 
 
 def run_seeds(

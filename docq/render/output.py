@@ -60,11 +60,6 @@ def warn(message: str) -> None:
     _line(f"docq: {message}")
 
 
-def plain_line(text: str) -> None:
-    """``text`` as one line on stderr, as it is."""
-    _line(text)
-
-
 def _line(text: str) -> None:
     sys.stderr.write(text.replace("\n", " ") + "\n")
     sys.stderr.flush()

@@ -1,4 +1,4 @@
-"""What ``docq work`` shows: live counts or a line per item while it runs, and a summary."""
+"""What ``docq work`` shows on a terminal: live counts and failures while it runs, and a summary."""
 
 from __future__ import annotations
 
@@ -15,9 +15,8 @@ if TYPE_CHECKING:
 
 
 class WorkDisplay:
-    """What `docq work` shows while it runs: a live line of counts on a terminal, or one
-    log line per finished item on stderr (the worker's own warnings go there through
-    `output.log_to_stderr`)."""
+    """What `docq work` shows on a terminal while it runs: a live line of counts, and each
+    failure (off a terminal `docq.render.worklog` logs instead)."""
 
     def __init__(self, *, enabled: bool, quiet: bool = False) -> None:
         self.enabled = enabled
@@ -56,8 +55,6 @@ class WorkDisplay:
             self._progress.update(self._task, description=self._describe())
             if failed or (event.verdict == "retrying" and not self.quiet):
                 output.err().print(item_line(event), style="red", markup=False, highlight=False)
-        elif self.enabled and (failed or not self.quiet):
-            output.plain_line(item_line(event))
 
     def _describe(self) -> str:
         c = self.counts

@@ -25,6 +25,7 @@ from docq.errors import DatabaseBusy, DatabaseReplaced, DatabaseUnreachable
 from docq.items import Lease, Result, Verdict
 from docq.leases import new_worker_id
 from docq.queue import DocumentQueueService
+from docq.worker.commands import signal_name
 from docq.worker.crew import Crew
 from docq.worker.handlers import handler_for
 from docq.worker.protocol import Handler
@@ -220,12 +221,12 @@ class WorkLoop:
         now = time.monotonic()
         if self.waker.signals >= 2:
             self.summary.stopped_by = self.waker.last_signal
-            self.summary.reason = f"a second {_signal_name(self.waker.last_signal)}: stopped at once"
+            self.summary.reason = f"a second {signal_name(self.waker.last_signal or 0)}: stopped at once"
             return False
         max_seconds = self.options.max_seconds
         if not self.stopping and (self.waker.signals == 1 or (max_seconds and now - started >= max_seconds)):
             self.summary.reason = (
-                _signal_name(self.waker.last_signal)
+                signal_name(self.waker.last_signal or 0)
                 if self.waker.signals
                 else f"--max-seconds {max_seconds:g}"
             )
@@ -477,15 +478,6 @@ class WorkLoop:
                 self._report(batch, outcome[0])
         self._give_back(unfinished)
         self._guard(lambda: self.service.worker_stopped(self.id, done=self.summary.processed))
-
-
-def _signal_name(number: int | None) -> str:
-    import signal
-
-    try:
-        return signal.Signals(number or 0).name
-    except ValueError:
-        return f"signal {number}"
 
 
 def _memory_limit(settings: Settings, handler: Handler) -> int | None:
