@@ -99,3 +99,27 @@ def test_no_arguments_shows_the_help() -> None:
     assert result.exit_code == 0
     assert "Usage: docq" in result.stdout
     assert all(name in result.stdout for name in VISIBLE)
+
+
+@pytest.mark.parametrize("name", ["", *COMMANDS])
+def test_help_shows_no_type_placeholders(name: str) -> None:
+    """Typer shows ``--debug <bool>`` and ``--limit <int range>``, which read as a flag taking
+    a value and as a type where a word belongs: flags show nothing, values a word (N, TEXT)."""
+    result = runner.invoke(app, [*name.split(), "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    placeholders = re.findall(r"<[a-z][\w\[\], ]*>", result.stdout)
+    assert placeholders == [], f"docq {name} --help shows {sorted(set(placeholders))}"
+    for flag in ("--help", "--json", "--dry-run", "--debug"):
+        for line in result.stdout.splitlines():
+            if re.match(rf"│ {flag}\s", line):
+                assert re.search(rf"{flag}\s+(-\w\s+)?\s{{2,}}[A-Z][a-z]", line), line
+
+
+@pytest.mark.parametrize("name", VISIBLE)
+def test_usage_lines_have_one_form(name: str) -> None:
+    """``docq NAME [OPTIONS]``, then arguments by their metavar: a required one bare, an
+    optional one in brackets, repeats with ``...`` once (not ``[ID...]...`` or ``{ID...}...``)."""
+    result = runner.invoke(app, [name, "--help"], terminal_width=200)
+    usage = next(line.strip(" │") for line in result.stdout.splitlines() if "Usage:" in line).strip()
+    assert re.fullmatch(rf"Usage: docq {name} \[OPTIONS\]( \[?[-A-Z][^{{}}]*)?", usage), usage
+    assert "...]..." not in usage and "{" not in usage and "[[" not in usage, usage

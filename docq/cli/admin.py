@@ -6,12 +6,12 @@ from typing import Annotated
 
 import typer
 
-from docq.cli.app import Invocation, JsonOption, app, finish
+from docq.cli.app import Invocation, JsonOption, command, finish
 from docq.errors import EXIT_ERROR, EXIT_OK, UsageError
 from docq.render import output
 
 
-@app.command()
+@command()
 def doctor(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Check the database and this machine: one pass/warn/fail line each.
 
@@ -33,7 +33,7 @@ def doctor(ctx: typer.Context, as_json: JsonOption = False) -> None:
     finish(EXIT_ERROR if any(check.level == "fail" for check in checks) else EXIT_OK)
 
 
-@app.command("copy")
+@command("copy")
 def copy_(
     ctx: typer.Context,
     to: Annotated[
@@ -74,7 +74,7 @@ def copy_(
         )
 
 
-@app.command()
+@command()
 def bench(
     ctx: typer.Context,
     quick: Annotated[
@@ -155,7 +155,7 @@ def _nemesis(run: Invocation, *, quick: bool, seeds: int, first_seed: int, as_js
     finish(EXIT_ERROR if broken else EXIT_OK)
 
 
-@app.command()
+@command()
 def migrate(
     ctx: typer.Context,
     dry_run: Annotated[

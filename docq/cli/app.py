@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from docq import __version__
 from docq.config import Settings, parse_duration, parse_size
@@ -65,8 +66,61 @@ class Invocation:
         return service
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _NamedArgument(TyperArgument):
+    """An argument whose help shows its name alone: the metavar says what it takes."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+
+_TYPE_PLACEHOLDERS = {"int": "N", "float": "NUMBER"}
+
+
+def _plain_parameters(params: list[Any]) -> list[Any]:
+    """Help that reads as a man page: a flag shows no placeholder (Typer shows ``<bool>``,
+    which reads as taking a value), an option with a value a word for it (``N``, ``TEXT``)
+    where it has no metavar of its own, an argument only its metavar. Idempotent."""
+    for param in params:
+        if isinstance(param, TyperArgument):
+            if param.metavar is None:
+                param.metavar = (param.name or "value").upper() + ("..." if param.nargs != 1 else "")
+            param.__class__ = _NamedArgument
+        elif getattr(param, "is_flag", False) or getattr(param, "count", False):
+            param.metavar = ""
+        elif param.metavar is None:
+            param.metavar = _TYPE_PLACEHOLDERS.get(param.bare_type(), "TEXT")
+    return params
+
+
+class DocqCommand(TyperCommand):
+    """A docq command: plain help placeholders, and usage lines in one form
+    (``docq cancel [OPTIONS] ID...``; optional arguments in brackets)."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_parameters(super().get_params(ctx))
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar or "[OPTIONS]"]
+        for param in _plain_parameters(self.get_params(ctx)):
+            if isinstance(param, TyperArgument):
+                name = str(param.metavar)
+                pieces.append(name if param.required else f"[{name}]")
+        return pieces
+
+
+def command(name: str | None = None, **settings: Any) -> Callable[[F], F]:
+    """Register a docq command (``@command()``, as ``@app.command()`` with `DocqCommand`)."""
+    return app.command(name, cls=DocqCommand, **settings)
+
+
 class DocqGroup(TyperGroup):
     """The error boundary: every failure becomes one line and an exit code."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_parameters(super().get_params(ctx))
 
     def invoke(self, ctx: Any) -> Any:
         try:

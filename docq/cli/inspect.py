@@ -14,7 +14,7 @@ from docq.cli.app import (
     OperationFilter,
     SinceFilter,
     StatusOption,
-    app,
+    command,
     duration,
     statuses,
 )
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from docq.views import ItemFilter
 
 
-@app.command()
+@command()
 def stats(
     ctx: typer.Context,
     as_json: JsonOption = False,
@@ -58,7 +58,7 @@ def stats(
     render.stats(queue.get_queue_stats(), as_json=as_json)
 
 
-@app.command()
+@command()
 def show(
     ctx: typer.Context,
     document: Annotated[
@@ -95,7 +95,7 @@ def show(
     render.document(views.show_document(db, document), as_json=as_json, full_text=text)
 
 
-@app.command("list")
+@command("list")
 def list_(
     ctx: typer.Context,
     status: StatusOption = None,
@@ -123,7 +123,7 @@ def list_(
     render.item_list(views.list_items(Invocation.of(ctx).service().db, where), as_json=as_json)
 
 
-@app.command()
+@command()
 def workers(
     ctx: typer.Context,
     all_: Annotated[bool, typer.Option("--all", "-a", help="Include workers that stopped.")] = False,
@@ -150,7 +150,7 @@ def workers(
     render.workers(rows, ahead, now=queue.now(), as_json=as_json)
 
 
-@app.command()
+@command()
 def export(
     ctx: typer.Context,
     fmt: Annotated[
@@ -211,7 +211,7 @@ def export(
         output.warn(f"exported {count.documents} documents{target}{files}")
 
 
-@app.command()
+@command()
 def top(
     ctx: typer.Context,
     interval: Annotated[

@@ -18,7 +18,7 @@ from docq.cli.app import (
     JsonOption,
     OperationOption,
     PriorityOption,
-    app,
+    command,
     duration,
     finish,
     statuses,
@@ -28,11 +28,12 @@ from docq.render import output
 from docq.states import check_operation_name
 
 
-@app.command()
+@command()
 def enqueue(
     ctx: typer.Context,
     paths: Annotated[
-        list[str] | None, typer.Argument(help="Files, or directories with -r.", show_default=False)
+        list[str] | None,
+        typer.Argument(metavar="PATH...", help="Files, or directories with -r.", show_default=False),
     ] = None,
     recursive: Annotated[
         bool, typer.Option("--recursive", "-r", help="Queue the files under directories.")
@@ -146,7 +147,7 @@ def _enqueue_inputs(paths: list[str], from_file: str | None, null: bool, reader:
     return itertools.chain(paths, reader(stream, null=null))
 
 
-@app.command()
+@command()
 def reprocess(
     ctx: typer.Context,
     documents: Annotated[
@@ -196,7 +197,7 @@ def reprocess(
     render.changes(changes, as_json=as_json, dry_run=dry_run, noun="document")
 
 
-@app.command()
+@command()
 def retry(
     ctx: typer.Context,
     items: Annotated[
@@ -226,7 +227,7 @@ def retry(
     render.changes(changes, as_json=as_json, dry_run=dry_run)
 
 
-@app.command()
+@command()
 def cancel(
     ctx: typer.Context,
     items: Annotated[
@@ -252,7 +253,7 @@ def cancel(
     render.changes(changes, as_json=as_json, dry_run=dry_run)
 
 
-@app.command()
+@command()
 def purge(
     ctx: typer.Context,
     older_than: Annotated[

@@ -6,19 +6,19 @@ from typing import Annotated, Any
 
 import typer
 
-from docq.cli.app import Invocation, app, duration, finish, size, with_memory_limit
+from docq.cli.app import Invocation, command, duration, finish, size, with_memory_limit
 from docq.errors import EXIT_OK, EXIT_PARTIAL, UsageError
 from docq.render import output
 from docq.states import check_operation_name
 
 
-@app.command(context_settings={"allow_interspersed_args": False})
+@command(context_settings={"allow_interspersed_args": False})
 def work(
     ctx: typer.Context,
     command: Annotated[
         list[str] | None,
         typer.Argument(
-            metavar="[-- COMMAND [ARG...]]",
+            metavar="-- COMMAND [ARG...]",
             help="For your own --operation: the command to run per document, without a shell. "
             "Placeholders {path} {dir} {id} {name} {stem} {suffix} {sha256} {attempt} "
             "are replaced inside arguments.",
