@@ -118,7 +118,12 @@ def _check_items(tx: Tx, item_ids: Sequence[int], action: Action) -> list[tuple[
         else:
             rows.append(row)
     if missing:
-        raise NotFoundError(f"no queue item {', '.join(missing)}: nothing was changed")
+        documents = [ref for ref in missing if tx.one(q.DOCUMENT_EXISTS, {"id": int(ref)}) is not None]
+        hint = ""
+        if documents:  # a document id where an item id belongs: the mix-up ids invite
+            kind = "is a document id" if len(documents) == 1 else "are document ids"
+            hint = f" ({', '.join(documents)} {kind}; `docq show {documents[0]}` lists its items)"
+        raise NotFoundError(f"no queue item {', '.join(missing)}: nothing was changed{hint}")
     wrong = [row for row in rows if row[2] not in _ALLOWED[action]]
     if wrong:
         listed = ", ".join(f"item {row[0]} is {row[2]}" for row in wrong[:5])

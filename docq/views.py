@@ -64,6 +64,12 @@ def find_document(session: Session, ref: str) -> Document:
             return document
     document = session.exec(select(Document).where(Document.path == to_db(os.path.realpath(ref)))).first()
     if document is None:
+        item = session.get(QueueItem, int(ref)) if ref.isdigit() else None
+        if item is not None:  # an item id where a document id belongs: say which it is
+            raise NotFoundError(
+                f"no document {ref}: {ref} is a queue item (of document {item.document_id}):"
+                f" `docq show --item {ref}` shows it, `docq show {item.document_id}` its document"
+            )
         raise NotFoundError(f"no document {ref!r}: give a document id or a path that was enqueued")
     return document
 
@@ -87,6 +93,10 @@ def show_item(db: Database, item_id: int) -> tuple[DocumentView, ItemView]:
     def read(session: Session) -> tuple[DocumentView, ItemView]:
         item = session.get(QueueItem, item_id)
         if item is None:
+            if session.get(Document, item_id) is not None:  # a document id where an item's belongs
+                raise NotFoundError(
+                    f"no queue item {item_id}: {item_id} is a document: `docq show {item_id}` shows it"
+                )
             raise NotFoundError(f"no queue item {item_id}")
         document = session.get(Document, item.document_id)
         assert document is not None

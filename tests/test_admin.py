@@ -479,8 +479,8 @@ def test_workers_lists_a_running_worker_then_a_stopped_one(
         "Operation",
         "Started",
         "Heartbeat",
-        "Current",
-        "Ahead",
+        "Running items",
+        "Items ahead",
         "Done",
         "State",
     ]

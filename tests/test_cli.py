@@ -714,6 +714,38 @@ def test_show_unknown_document_is_not_found(cli: Cli, notes: tuple[Path, int], t
     assert_error(cli("show", str(tmp_path / "two\nlines.txt")), NOT_FOUND, "lines.txt")
 
 
+def test_an_item_id_given_as_a_document_id_and_the_reverse_get_a_hint(
+    cli: Cli, make_file: Callable[..., Path]
+) -> None:
+    """Item and document ids part ways as soon as a document is reprocessed or purged:
+    an id of the other kind is named as such, with the command that shows it."""
+    a, b = make_file("a.txt"), make_file("b.txt")
+    cli.ok("enqueue", str(a), str(b))  # documents 1 and 2, items 1 and 2
+    cli.ok("work")
+    cli.ok("reprocess", str(a))  # item 3, of document 1
+    cli.ok("purge", "--older-than", "0s", "--status", "completed", "--yes")  # items 1, 2 and document 2 go
+    before = cli.snapshot()
+
+    result = cli("show", "3")
+    assert_error(result, NOT_FOUND, "no document 3")
+    assert "3 is a queue item (of document 1)" in result.stderr
+    assert "`docq show --item 3`" in result.stderr and "`docq show 1`" in result.stderr
+
+    result = cli("show", "--item", "1")
+    assert_error(result, NOT_FOUND, "no queue item 1")
+    assert "1 is a document: `docq show 1`" in result.stderr
+
+    for action in ("retry", "cancel"):
+        result = cli(action, "1")
+        assert_error(result, NOT_FOUND, "no queue item 1: nothing was changed")
+        assert "1 is a document id; `docq show 1` lists its items" in result.stderr
+    result = cli("cancel", "2")  # neither: no hint
+    assert_error(result, NOT_FOUND, "no queue item 2: nothing was changed")
+    assert "document" not in result.stderr
+    assert "is a queue item" not in cli("show", "2").stderr
+    assert cli.snapshot() == before
+
+
 def test_show_document_and_item_together_is_a_usage_error(cli: Cli, notes: tuple[Path, int]) -> None:
     _, document_id = notes
     assert_error(cli("show", str(document_id), "--item", "1"), USAGE)

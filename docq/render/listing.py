@@ -87,7 +87,16 @@ def workers(rows: Sequence[Worker], ahead: Mapping[str, int], *, now: float, as_
         output.out().print("No workers running. Start one with `docq work --loop`.")
         return
     grid = output.table(
-        "Worker", "Host", "PID", "Operation", "Started", "Heartbeat", "Current", "Ahead", "Done", "State"
+        "Worker",
+        "Host",
+        "PID",
+        "Operation",
+        "Started",
+        "Heartbeat",
+        "Running items",
+        "Items ahead",
+        "Done",
+        "State",
     )
     for w, row in zip(rows, data, strict=True):
         state = str(row["state"])

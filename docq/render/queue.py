@@ -102,7 +102,7 @@ def changes(items: Sequence[Change], *, as_json: bool, dry_run: bool, noun: str 
     if not items:
         output.out().print(f"Nothing to do: no matching {noun}s.")
         return
-    grid = output.table("Item", "Document", "Operation", "Action", "Path")
+    grid = output.table("Item", "Doc", "Operation", "Action", "Path")
     for c in items:
         action = f"would be {c.action}" if dry_run and c.action not in ("already queued",) else c.action
         grid.add_row(
