@@ -119,9 +119,8 @@ def _json_record(
             "status": item.status,
             "last_error": item.last_error,
         }
-        output = outputs.get(item.id or 0)
-        if output is not None:  # what a custom operation's command printed
-            record["output"] = {"text": output.text, "note": output.note}
+        output = outputs.get(item.id or 0)  # what a custom operation's command printed
+        record["output"] = None if output is None else {"text": output.text, "note": output.note}
         records.append(record)
     return {**_facts(document, processed_at), "metadata": metadata, "text": document.text, "items": records}
 

@@ -75,7 +75,10 @@ def read_stats(tx: Tx) -> QueueStats:
     by_operation: dict[str, dict[str, int]] = {}
     totals = dict.fromkeys((s.value for s in ItemStatus), 0)
     for operation, status, n in tx.all(q.COUNTS):
-        by_operation.setdefault(operation, {})[status] = int(n)
+        # every status of an operation is present, zeros too, so a script reads
+        # by_operation.process.pending without a missing key
+        counts = by_operation.setdefault(operation, dict.fromkeys((s.value for s in ItemStatus), 0))
+        counts[status] = int(n)
         totals[status] = totals.get(status, 0) + int(n)
     retrying, next_retry_at = tx.one(q.RETRYING)
     oldest = tx.scalar(q.OLDEST_PENDING)

@@ -167,6 +167,12 @@ def list_items(db: Database, where: ItemFilter) -> list[ItemRow]:
     )
 
 
+def count_items(db: Database, where: ItemFilter) -> int:
+    """How many items match ``where`` (its limit aside)."""
+    query = where.apply(select(func.count()).select_from(QueueItem))
+    return db.session(lambda session: int(session.exec(query).one()))
+
+
 def list_workers(db: Database, *, include_stopped: bool = False, limit: int = 100) -> list[Worker]:
     """Registered workers, most recently seen first."""
     query = select(Worker)

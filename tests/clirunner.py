@@ -73,3 +73,8 @@ class Cli:
 
     def document(self, ref: str | int | Path) -> dict[str, Any]:
         return self.json("show", str(ref))
+
+
+def zeros(**counts: int) -> dict[str, int]:
+    """An operation's counts in ``stats --json``: every status, zeros included."""
+    return {"pending": 0, "in_progress": 0, "completed": 0, "failed": 0, "cancelled": 0, **counts}

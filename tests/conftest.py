@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,6 +114,39 @@ def run_docq(
         timeout=timeout,
         **kwargs,
     )
+
+
+def run_in_terminal(args: list[str], env: dict[str, str], timeout: float = 60) -> tuple[int, str]:
+    """Run docq with stdin, stdout and stderr on a pseudo-terminal; its exit code and output."""
+    import pty
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [*docq_command(), *args], stdin=follower, stdout=follower, stderr=follower, env=env
+    )
+    os.close(follower)
+    output = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 0.5)
+            if not ready:
+                if process.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the terminal closed with the program
+                break
+            if not chunk:
+                break
+            output += chunk
+        else:
+            process.kill()
+            pytest.fail(f"docq {' '.join(args)} did not finish on a terminal")
+    finally:
+        os.close(leader)
+    return process.wait(timeout=10), output.decode("utf-8", "replace")
 
 
 @pytest.fixture

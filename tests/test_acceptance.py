@@ -7,16 +7,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import select
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import docq_command, docq_env, run_docq
+from conftest import docq_command, docq_env, run_docq, run_in_terminal
 
 import docq
 
@@ -236,39 +234,6 @@ def colour_codes(output: str) -> list[str]:
         if any(30 <= p <= 38 or 40 <= p <= 48 or 90 <= p <= 97 or 100 <= p <= 107 for p in params):
             found.append(match.group(0))
     return found
-
-
-def run_in_terminal(args: list[str], env: dict[str, str], timeout: float = 60) -> tuple[int, str]:
-    """Run docq with stdin, stdout and stderr on a pseudo-terminal; its exit code and output."""
-    import pty
-
-    leader, follower = pty.openpty()
-    process = subprocess.Popen(
-        [*docq_command(), *args], stdin=follower, stdout=follower, stderr=follower, env=env
-    )
-    os.close(follower)
-    output = b""
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([leader], [], [], 0.5)
-            if not ready:
-                if process.poll() is not None:
-                    break
-                continue
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # EIO: the terminal closed with the program
-                break
-            if not chunk:
-                break
-            output += chunk
-        else:
-            process.kill()
-            pytest.fail(f"docq {' '.join(args)} did not finish on a terminal")
-    finally:
-        os.close(leader)
-    return process.wait(timeout=10), output.decode("utf-8", "replace")
 
 
 @pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs pseudo-terminals")

@@ -195,14 +195,20 @@ def test_export_jsonl_one_object_per_document(cli: Cli, exported: Exported) -> N
         assert document["path"] == exported.paths[name]
         assert isinstance(document["metadata"], dict)
         for item in document["items"]:
-            assert set(item) == {"id", "operation", "status", "last_error"}
+            assert set(item) == {"id", "operation", "status", "last_error", "output"}
     report = by_name["report.pdf"]
     assert report["status"] == "processed"
     assert report["metadata"]["pages"] == 3
     assert report["metadata"]["title"] == "Riverside Community Library: Annual Report 2023"
     assert "Riverside" in report["text"]
     assert report["items"] == [
-        {"id": report["items"][0]["id"], "operation": "process", "status": "completed", "last_error": None}
+        {
+            "id": report["items"][0]["id"],
+            "operation": "process",
+            "status": "completed",
+            "last_error": None,
+            "output": None,
+        }
     ]
     assert cli.json("show", str(report["id"]))["text"] == report["text"]
     assert "réunion" in by_name["legacy-latin1.txt"]["text"]  # decoded, not escaped

@@ -6,6 +6,7 @@ import json
 
 import pytest
 from conftest import run_docq
+from jsonref import check
 
 EXPECTED = (
     "bulk enqueue, hashing included",
@@ -34,6 +35,7 @@ def test_quick_bench_reports_every_figure(tmp_path: object) -> None:
     result = run_docq("bench", "--quick", "--json", timeout=300)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
+    check("docq bench --json", report)
     names = [measure["name"] for measure in report["measures"]]
     for expected in EXPECTED:
         assert any(name.startswith(expected) for name in names), (expected, names)

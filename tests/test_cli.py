@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import sys
@@ -23,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clirunner import BUSY, DATABASE, NOT_FOUND, OK, PARTIAL, USAGE, Cli, describe, runner
-from conftest import PG_URL
+from clirunner import BUSY, DATABASE, NOT_FOUND, OK, PARTIAL, USAGE, Cli, describe, runner, zeros
+from conftest import PG_URL, docq_env, run_in_terminal
 from typer.testing import Result
 
 from docq.cli import app
@@ -557,7 +558,7 @@ def test_stats_counts_after_enqueue_and_after_work(
         3,
     )
     parse_utc(stats["oldest_pending_at"])
-    assert stats["by_operation"] == {"process": {"pending": 3}}
+    assert stats["by_operation"] == {"process": zeros(pending=3)}
 
     cli.ok("work", code=PARTIAL)
     stats = cli.json("stats")
@@ -571,14 +572,14 @@ def test_stats_counts_after_enqueue_and_after_work(
     assert stats["oldest_pending_at"] is None and stats["next_retry_at"] is None
     assert stats["finished_last_hour"] == 3
     assert stats["mean_processing_seconds"] > 0
-    assert stats["by_operation"] == {"process": {"completed": 2, "failed": 1}}
+    assert stats["by_operation"] == {"process": zeros(completed=2, failed=1)}
 
 
 def test_stats_counts_every_status(cli: Cli, mixed: Mixed) -> None:
     stats = cli.json("stats")
     assert (stats["completed"], stats["failed"], stats["cancelled"], stats["total"]) == (1, 1, 1, 5)
     assert (stats["pending"], stats["retrying"]) == (2, 1)  # pending includes the item waiting to retry
-    assert stats["by_operation"]["flaky"] == {"failed": 1, "pending": 1}
+    assert stats["by_operation"]["flaky"] == zeros(failed=1, pending=1)
 
 
 def test_stats_and_list_show_items_claimed_ahead_apart_from_running_ones(
@@ -892,6 +893,20 @@ def test_list_filters(cli: Cli, mixed: Mixed, options: list[str], expected: list
     rows = cli.json("list", *options)
     assert sorted(ids(rows), reverse=True) == ids(rows)
     assert sorted(ids(rows)) == sorted(getattr(mixed, name) for name in expected)
+
+
+def test_list_says_on_stderr_when_it_stopped_at_its_limit(cli: Cli, mixed: Mixed) -> None:
+    """Five items: a listing cut short says how many match, one that shows all says nothing."""
+    for args in (["list", "--limit", "2"], ["list", "--limit", "2", "--json"]):
+        result = cli.ok(*args)
+        assert result.stderr == "docq: showing 2 of 5: --limit N or --all for more\n", args
+    result = cli.ok("list", "--limit", "2", "--status", "failed,completed")  # the filter's count
+    assert result.stderr == "", result.stderr
+    result = cli.ok("list", "--limit", "1", "--status", "failed,completed")
+    assert result.stderr == "docq: showing 1 of 2: --limit N or --all for more\n"
+    for args in (["list", "--limit", "5"], ["list", "--all", "--limit", "1"], ["list"]):
+        assert cli.ok(*args).stderr == "", args
+    assert ids(cli.json("list", "--all", "--limit", "1")) == [5, 4, 3, 2, 1]
 
 
 def test_list_table_off_a_terminal(cli: Cli, mixed: Mixed) -> None:
@@ -1391,6 +1406,29 @@ def test_stats_says_a_retry_whose_time_has_come_is_due_now(cli: Cli, mixed: Mixe
             "UPDATE queue_items SET next_run_at = ? WHERE id = ?", (time.time() - 155, mixed.retrying)
         )
     conn.close()
-    [line] = [line for line in cli.ok("stats").stdout.splitlines() if "next retry due" in line]
+    code, screen = run_in_terminal(["--db", cli.db, "stats"], docq_env(cli.db, COLUMNS="120", LINES="40"))
+    assert code == 0, screen
+    [line] = [line for line in screen.splitlines() if "next retry due" in line]
     assert "now (for 2m 3" in line and "the next `docq work` runs it" in line, line
     assert "ago" not in line
+    # off a terminal, a time and nothing relative, which would go stale in a file
+    [line] = [line for line in cli.ok("stats").stdout.splitlines() if "next retry due" in line]
+    assert re.fullmatch(r"next retry due\t\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line), line
+
+
+def test_times_are_iso_8601_utc_off_a_terminal_and_relative_on_one(
+    cli: Cli, make_file: Callable[..., Path]
+) -> None:
+    """Piped listings carry times that stay true in a file and sort as text."""
+    cli.ok("enqueue", str(make_file("a.txt")))
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+    header, row = cli.ok("list").stdout.splitlines()
+    queued = row.split("\t")[header.split("\t").index("Queued")]
+    assert re.fullmatch(stamp, queued), row
+    [oldest] = [line for line in cli.ok("stats").stdout.splitlines() if line.startswith("oldest pending")]
+    assert re.fullmatch(rf"oldest pending item\t{stamp}", oldest), oldest
+    env = docq_env(cli.db, COLUMNS="160", LINES="40")
+    for command, fragment in (("list", " ago "), ("stats", " old")):
+        code, screen = run_in_terminal(["--db", cli.db, command], env)
+        assert code == 0, screen
+        assert fragment in screen and not re.search(stamp, screen), screen

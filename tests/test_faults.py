@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_docq
+from jsonref import check
 from workload import Processes, add_files, counts, item, outcomes, rows, wait_until, worker_idle
 
 from docq.bench.nemesis import FAULT_KINDS, NemesisPlan, run_nemesis
@@ -188,7 +189,9 @@ def test_docq_bench_nemesis_prints_a_row_per_seed(db_path: str, tmp_path: Path) 
     result = run_docq("bench", "--nemesis", "--quick", "--seeds", "1", "--seed", "3", "--json", db=db_path)
 
     assert result.returncode == 0, result.stderr
-    (run,) = json.loads(result.stdout)
+    report = json.loads(result.stdout)
+    check("docq bench --nemesis --json", report)
+    (run,) = report
     assert run["seed"] == 3 and run["ok"] is True and run["problems"] == []
     assert set(run["faults"]) == set(FAULT_KINDS) and sum(run["faults"].values()) == NemesisPlan(3).faults
     assert run["completed"] == run["items"] == NemesisPlan(3).items

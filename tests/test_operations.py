@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clirunner import zeros
 from conftest import docq_command, run_docq
 from workload import (
     Processes,
@@ -660,7 +661,7 @@ def test_enqueue_checks_workers_and_counts_are_per_operation(
 
     assert skipped("--operation", "ocr") == "unchanged"
     assert skipped() == "already queued"
-    assert stats(db_path)["by_operation"] == {"process": {"pending": 1}, "ocr": {"completed": 1}}
+    assert stats(db_path)["by_operation"] == {"process": zeros(pending=1), "ocr": zeros(completed=1)}
 
     result = run_docq("reprocess", str(document_id), "--operation", "ocr", "--json", db=db_path)
     assert result.returncode == 0, result.stderr
@@ -677,8 +678,8 @@ def test_enqueue_checks_workers_and_counts_are_per_operation(
     assert (waiting["status"], waiting["attempts"], history(service, ocr_again)) == ("pending", 0, [])
 
     assert stats(db_path)["by_operation"] == {
-        "process": {"completed": 1},
-        "ocr": {"completed": 1, "pending": 1},
+        "process": zeros(completed=1),
+        "ocr": zeros(completed=1, pending=1),
     }
     listed = run_docq("list", "--operation", "ocr", "--json", db=db_path)
     assert listed.returncode == 0, listed.stderr
@@ -706,8 +707,8 @@ def test_enqueue_checks_workers_and_counts_are_per_operation(
     assert len(enqueue_json(db_path, "--operation", "ocr", path)["queued"]) == 1
     assert len(enqueue_json(db_path, path)["queued"]) == 1
     assert stats(db_path)["by_operation"] == {
-        "process": {"completed": 1, "pending": 1},
-        "ocr": {"completed": 2, "pending": 1},
+        "process": zeros(completed=1, pending=1),
+        "ocr": zeros(completed=2, pending=1),
     }
 
 

@@ -172,7 +172,8 @@ def assert_stats_exact(service: DocumentQueueService) -> None:
     """The stats' counts agree with a direct COUNT(*) ... GROUP BY."""
     counted = direct_counts(service)
     stats = service.get_queue_stats()
-    assert stats.by_operation == counted
+    zeros = dict.fromkeys((s.value for s in ItemStatus), 0)  # every status is counted, zeros too
+    assert stats.by_operation == {operation: {**zeros, **counts} for operation, counts in counted.items()}
     for status in ItemStatus:
         expected = sum(per_status.get(status.value, 0) for per_status in counted.values())
         assert getattr(stats, status.value) == expected, status
@@ -691,7 +692,9 @@ def test_seed_get_queue_stats_counts(service: DocumentQueueService, root: Path) 
     )
     assert stats.total == 4
     assert stats.to_dict()["total"] == 4
-    assert stats.by_operation == {"process": {"pending": 1, "in_progress": 1, "completed": 1, "failed": 1}}
+    assert stats.by_operation == {
+        "process": {"pending": 1, "in_progress": 1, "completed": 1, "failed": 1, "cancelled": 0}
+    }
 
 
 # --- illegal transitions -------------------------------------------------------------

@@ -103,24 +103,31 @@ def list_(
     error: ErrorFilter = None,
     since: SinceFilter = None,
     limit: Annotated[int, typer.Option(min=1, help="Show at most this many items.")] = 50,
+    all_: Annotated[bool, typer.Option("--all", "-a", help="Show every matching item (no --limit).")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """List queue items, newest first.
 
     Filters combine; --status takes several values, and "retrying" picks the pending
-    items that failed before.
+    items that failed before. A listing cut at --limit says so on stderr, with the
+    number of items that match.
 
     **Examples**
 
           docq list --status failed
           docq list --status retrying,pending --operation ocr
           docq list --error encrypted --since 1d --json
+          docq list --all --status failed --json
     """
     from docq import views
     from docq.render import listing as render
 
-    where = _item_filter(status, operation, error, since, limit)
-    render.item_list(views.list_items(Invocation.of(ctx).service().db, where), as_json=as_json)
+    where = _item_filter(status, operation, error, since, None if all_ else limit)
+    db = Invocation.of(ctx).service().db
+    rows = views.list_items(db, where)
+    render.item_list(rows, as_json=as_json)
+    if where.limit is not None and len(rows) == where.limit:
+        render.cut_at_limit(len(rows), views.count_items(db, where))
 
 
 @command()

@@ -62,6 +62,12 @@ def item_list(rows: Sequence[ItemRow], *, as_json: bool) -> None:
     output.print_table(grid)
 
 
+def cut_at_limit(shown: int, matching: int) -> None:
+    """A listing stopped at its limit: say so on stderr, where a script's data is not."""
+    if matching > shown:
+        output.warn(f"showing {shown:,} of {matching:,}: --limit N or --all for more")
+
+
 def workers(rows: Sequence[Worker], ahead: Mapping[str, int], *, now: float, as_json: bool) -> None:
     """``docq workers``; ``ahead`` counts the items each holds, claimed ahead."""
     data = [

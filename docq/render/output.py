@@ -66,9 +66,13 @@ def _line(text: str) -> None:
 
 
 def when(timestamp: float | None, now: float) -> str:
-    """A time for people: ``21:17:48 (3m ago)`` or ``in 25s``."""
+    """A time for people: ``2026-11-28T21:17:48Z (3m ago)`` or ``... (in 25s)`` on a
+    terminal; off one (a pipe, a file) the ISO 8601 UTC time alone, which stays true
+    when read later and sorts as text."""
     if timestamp is None:
         return "-"
+    if not out().is_terminal:
+        return iso(timestamp) or "-"
     delta = float(timestamp) - now
     stamp = iso(timestamp, precise=False) or "-"
     relative = f"in {format_duration(delta)}" if delta > 0 else f"{format_duration(-delta)} ago"
@@ -76,9 +80,12 @@ def when(timestamp: float | None, now: float) -> str:
 
 
 def ago(timestamp: float | None, now: float) -> str:
-    """How long ago, for people: ``3m 20s ago``."""
+    """How long ago, for people: ``3m 20s ago`` on a terminal; off one the ISO 8601 UTC
+    time (see `when`)."""
     if timestamp is None:
         return "-"
+    if not out().is_terminal:
+        return iso(timestamp) or "-"
     return f"{format_duration(max(0.0, now - float(timestamp)))} ago"
 
 

@@ -46,9 +46,9 @@ def item_dict(view: ItemView) -> dict[str, Any]:
             }
             for attempt in view.history
         ],
+        # what a custom operation's command printed (null for the built-in operation)
+        "output": None if view.output is None else {"text": view.output.text, "note": view.output.note},
     }
-    if view.output is not None:
-        data["output"] = {"text": view.output.text, "note": view.output.note}
     return data
 
 

@@ -75,8 +75,8 @@ def stats_tables(s: QueueStats) -> list[Any]:
     counts.add_row("[bold]total[/]", f"[bold]{s.total}[/]")
     facts = output.table("", "")
     facts.show_header = False
-    oldest = "-" if s.oldest_pending_at is None else f"{format_duration(s.now - s.oldest_pending_at)} old"
-    facts.add_row("oldest pending item", oldest)
+    oldest = output.ago(s.oldest_pending_at, s.now)
+    facts.add_row("oldest pending item", oldest.replace(" ago", " old"))
     facts.add_row("next retry due", _due(s.next_retry_at, s.now))
     facts.add_row("finished in the last hour", f"{s.finished_last_hour} ({s.completed_last_hour} completed)")
     mean = "-" if s.mean_processing_seconds is None else format_duration(s.mean_processing_seconds)
@@ -114,7 +114,7 @@ def stats_tables(s: QueueStats) -> list[Any]:
 def _due(timestamp: float | None, now: float) -> str:
     """When a retry is due; one whose time has come is due now, not "ago" (it waits for
     the next `docq work`, which runs it)."""
-    if timestamp is None or timestamp > now:
+    if timestamp is None or timestamp > now or not output.out().is_terminal:
         return output.when(timestamp, now)
     since = output.ago(timestamp, now).removesuffix(" ago")
     return f"now (for {since}): the next `docq work` runs it"
