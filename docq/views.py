@@ -173,6 +173,39 @@ def count_items(db: Database, where: ItemFilter) -> int:
     return db.session(lambda session: int(session.exec(query).one()))
 
 
+def complete_ids(
+    db: Database, prefix: str, *, items: bool, statuses: Sequence[str] = (), limit: int = 50
+) -> list[tuple[int, str]]:
+    """Ids that start with ``prefix`` (digits), newest first, with their document's path:
+    queue items (of ``statuses``, if given) or documents. For shell completion, so it must
+    stay cheap on a large queue: a prefix becomes ranges of the primary key (``12`` is 12,
+    120-129, 1200-1299, ... up to the largest id) instead of a scan of every id as text."""
+    if prefix and (not prefix.isdigit() or prefix.startswith("0")):
+        return []
+    key = col(QueueItem.id) if items else col(Document.id)
+
+    def read(session: Session) -> list[tuple[int, str]]:
+        query = select(key, Document.path)
+        if items:
+            query = query.join(Document, col(Document.id) == QueueItem.document_id)
+            if statuses:
+                query = query.where(col(QueueItem.status).in_(statuses))
+        if prefix:
+            largest = session.exec(select(func.max(key))).one() or 0
+            low = high = int(prefix)
+            ranges = []
+            while low <= largest:
+                ranges.append(key.between(low, high))
+                low, high = low * 10, high * 10 + 9
+            if not ranges:
+                return []
+            query = query.where(or_(*ranges))
+        rows = session.exec(query.order_by(key.desc()).limit(limit)).all()
+        return [(int(row[0] or 0), from_db(row[1])) for row in rows]
+
+    return db.session(read)
+
+
 def list_workers(db: Database, *, include_stopped: bool = False, limit: int = 100) -> list[Worker]:
     """Registered workers, most recently seen first."""
     query = select(Worker)

@@ -221,7 +221,7 @@ database, so nothing is lost when a process dies.
     docq work
     docq stats""",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     rich_markup_mode="markdown",
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     pretty_exceptions_enable=False,

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from docq.cli import complete
 from docq.cli.app import (
     ErrorFilter,
     Invocation,
@@ -62,10 +63,16 @@ def stats(
 def show(
     ctx: typer.Context,
     document: Annotated[
-        str | None, typer.Argument(metavar="DOC", help="Document id or path.", show_default=False)
+        str | None,
+        typer.Argument(
+            metavar="DOC", help="Document id or path.", show_default=False, autocompletion=complete.documents
+        ),
     ] = None,
     item: Annotated[
-        int | None, typer.Option("--item", metavar="ID", help="Show a queue item instead.")
+        int | None,
+        typer.Option(
+            "--item", metavar="ID", help="Show a queue item instead.", autocompletion=complete.items
+        ),
     ] = None,
     text: Annotated[bool, typer.Option("--text", help="Print the whole extracted text.")] = False,
     as_json: JsonOption = False,

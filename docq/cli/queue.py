@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from docq.cli import complete
 from docq.cli.app import (
     DryRunOption,
     ErrorFilter,
@@ -151,7 +152,13 @@ def _enqueue_inputs(paths: list[str], from_file: str | None, null: bool, reader:
 def reprocess(
     ctx: typer.Context,
     documents: Annotated[
-        list[str] | None, typer.Argument(metavar="DOC...", help="Document ids or paths.", show_default=False)
+        list[str] | None,
+        typer.Argument(
+            metavar="DOC...",
+            help="Document ids or paths.",
+            show_default=False,
+            autocompletion=complete.documents,
+        ),
     ] = None,
     failed: Annotated[
         bool, typer.Option("--failed", help="Also every document whose processing failed.")
@@ -201,7 +208,10 @@ def reprocess(
 def retry(
     ctx: typer.Context,
     items: Annotated[
-        list[int] | None, typer.Argument(metavar="ID...", help="Queue item ids.", show_default=False)
+        list[int] | None,
+        typer.Argument(
+            metavar="ID...", help="Queue item ids.", show_default=False, autocompletion=complete.failed_items
+        ),
     ] = None,
     all_failed: Annotated[bool, typer.Option("--all-failed", help="Every failed item.")] = False,
     error: ErrorFilter = None,
@@ -231,7 +241,12 @@ def retry(
 def cancel(
     ctx: typer.Context,
     items: Annotated[
-        list[int], typer.Argument(metavar="ID...", help="Queue item ids, as docq list shows them.")
+        list[int],
+        typer.Argument(
+            metavar="ID...",
+            help="Queue item ids, as docq list shows them.",
+            autocompletion=complete.active_items,
+        ),
     ],
     dry_run: DryRunOption = False,
     as_json: JsonOption = False,
