@@ -1432,3 +1432,25 @@ def test_times_are_iso_8601_utc_off_a_terminal_and_relative_on_one(
         code, screen = run_in_terminal(["--db", cli.db, command], env)
         assert code == 0, screen
         assert fragment in screen and not re.search(stamp, screen), screen
+
+
+def test_long_paths_lose_their_start_on_a_terminal_not_their_name(cli: Cli, tmp_path: Path) -> None:
+    """A path too long for its column is shortened from the left on one line
+    (``…ber-1.txt``), never folded mid-name over several; piped, it is written whole."""
+    folder = tmp_path / "a-rather-long-folder-name" / "with" / "several" / "levels" / "of" / "nesting"
+    folder.mkdir(parents=True)
+    for number in (1, 2):
+        (folder / f"quarterly-report-number-{number}.txt").write_text(f"report {number}\n", encoding="utf-8")
+    cli.ok("enqueue", "-r", str(tmp_path / "a-rather-long-folder-name"))
+    code, screen = run_in_terminal(
+        ["--db", cli.db, "list"], docq_env(cli.db, COLUMNS="80", LINES="30", NO_COLOR="1")
+    )
+    assert code == 0, screen
+    rows = [line for line in screen.splitlines() if "pending" in line]
+    assert len(rows) == 2, screen  # one line each: nothing folded onto a second line
+    for number, row in zip((2, 1), rows, strict=True):
+        assert len(row) <= 80, row
+        cell = row.split("│")[6].strip()
+        assert cell.startswith("…") and f"quarterly-report-number-{number}.txt".endswith(cell[1:]), row
+    piped = cli.ok("list").stdout
+    assert str(folder / "quarterly-report-number-1.txt") in piped.splitlines()[-1].split("\t")

@@ -49,7 +49,7 @@ def frame(shot: Snapshot) -> Any:
             ago,
             failure.outcome,
             escape(failure.error or ""),
-            escape(shown_path(failure.path)),
+            output.PathCell(failure.path),
         )
     title = Text.from_markup(f"[bold]docq[/] · {iso(stats.now, precise=False)} · Ctrl-C to quit")
     parts: list[Any] = [title, counts, facts, Text(rate)]

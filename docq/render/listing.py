@@ -56,7 +56,7 @@ def item_list(rows: Sequence[ItemRow], *, as_json: bool) -> None:
             styled(status),
             str(item.attempts),
             output.ago(item.created_at, now),
-            escape(shown_path(row.path)),
+            output.PathCell(row.path),
             escape(item.last_error or ""),
         )
     output.print_table(grid)

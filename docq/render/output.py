@@ -94,6 +94,29 @@ def shown_path(path: str) -> str:
     return to_db(path)
 
 
+class PathCell:
+    """A path in a table cell. On a terminal a path too long for its column loses its
+    start, not its name (``…/2024/invoices/march-0042.pdf``) and stays on one line,
+    where Rich would fold it mid-name; off a terminal `print_table` writes it whole."""
+
+    MIN_WIDTH = 16  # a column never squeezed below this, to keep a file name readable
+
+    def __init__(self, path: str) -> None:
+        self.plain = shown_path(path)
+
+    def __rich_measure__(self, console: Any, options: Any) -> Any:
+        from rich.measure import Measurement
+
+        return Measurement(min(len(self.plain), self.MIN_WIDTH), len(self.plain))
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        from rich.text import Text
+
+        width = options.max_width
+        text = self.plain if len(self.plain) <= width else "…" + self.plain[len(self.plain) - width + 1 :]
+        yield Text(text, no_wrap=True, overflow="crop")
+
+
 def table(*columns: str, title: str | None = None) -> Table:
     """A Rich table in docq's style."""
     from rich.table import Table
@@ -113,7 +136,8 @@ def print_table(grid: Table, *, to_stderr: bool = False) -> None:
     from rich.text import Text
 
     def plain(cell: Any) -> str:
-        text = cell.plain if isinstance(cell, Text) else Text.from_markup(str(cell), emoji=False).plain
+        whole = isinstance(cell, Text | PathCell)
+        text = cell.plain if whole else Text.from_markup(str(cell), emoji=False).plain
         return text.replace("\t", " ").replace("\n", " ")
 
     stream = sys.stderr if to_stderr else sys.stdout

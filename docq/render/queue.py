@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from docq.render import output
-from docq.render.output import escape, plural, shown_path
+from docq.render.output import plural, shown_path
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -76,7 +76,7 @@ def enqueue_report(report: EnqueueReport) -> None:
     if report.rejected:
         grid = output.table("Rejected", "Why")
         for rejected in report.rejected:
-            grid.add_row(escape(shown_path(rejected.path)), rejected.error)
+            grid.add_row(output.PathCell(rejected.path), rejected.error)
         output.print_table(grid, to_stderr=True)
 
 
@@ -106,7 +106,7 @@ def changes(items: Sequence[Change], *, as_json: bool, dry_run: bool, noun: str 
     for c in items:
         action = f"would be {c.action}" if dry_run and c.action not in ("already queued",) else c.action
         grid.add_row(
-            str(c.item_id or "-"), str(c.document_id), c.operation or "", action, escape(shown_path(c.path))
+            str(c.item_id or "-"), str(c.document_id), c.operation or "", action, output.PathCell(c.path)
         )
     output.print_table(grid)
     if dry_run:

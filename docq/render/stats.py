@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from docq.config import format_duration, iso
 from docq.render import output
-from docq.render.output import escape, shown_path
+from docq.render.output import shown_path
 
 if TYPE_CHECKING:
     from docq.stats import QueueStats
@@ -105,7 +105,7 @@ def stats_tables(s: QueueStats) -> list[Any]:
                 lease.worker or "-",
                 running,
                 output.when(lease.lease_expires_at, s.now),
-                escape(shown_path(lease.path)),
+                output.PathCell(lease.path),
             )
         grids.append(held)
     return grids
