@@ -273,6 +273,13 @@ ORDER BY priority DESC, id LIMIT :limit
 # How long until the next pending item of a lane is due (negative: due already).
 NEXT_DUE_IN = "SELECT min(next_run_at) - :now FROM queue_items WHERE status = 'pending' AND lane = :lane"
 
+# The work of a lane left to do now: due pending items and leased ones (for the progress
+# of `docq work` on a terminal; run at its start and now and then, never per item).
+COUNT_DUE = """
+SELECT count(*) FROM queue_items
+WHERE lane = :lane AND (status = 'in_progress' OR (status = 'pending' AND next_run_at <= :now))
+"""
+
 DOCUMENT_SHA256 = "SELECT sha256 FROM documents WHERE id = :id"
 
 # --- reprocess, retry, cancel ----------------------------------------------------------

@@ -450,6 +450,11 @@ class DocumentQueueService:
         due = self.db.read(lambda tx: tx.scalar(q.NEXT_DUE_IN, {**params, "now": self.clock()}))
         return None if due is None else float(due)
 
+    def count_due(self, operation: str = "process") -> int:
+        """Items of ``operation``'s lane left to do now: pending and due, or leased."""
+        params = {"lane": lane_of(operation)}
+        return int(self.db.read(lambda tx: tx.scalar(q.COUNT_DUE, {**params, "now": self.clock()})) or 0)
+
     # --- workers ---------------------------------------------------------------------
 
     def register_worker(self, worker: str, *, operation: str, lease_seconds: float = 60.0) -> None:

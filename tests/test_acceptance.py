@@ -279,3 +279,20 @@ def test_a_closed_pipe_is_not_an_error(tmp_path: Path) -> None:
     process.stdout.close()
     assert process.wait(60) == 0
     assert process.stderr.read() == b""
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs pseudo-terminals")
+def test_work_on_a_terminal_shows_done_out_of_due_the_rate_and_the_time_left(tmp_path: Path) -> None:
+    db = str(tmp_path / "queue.db")
+    for number in range(8):
+        (tmp_path / f"f{number}.txt").write_text(f"document {number}\n", encoding="utf-8")
+    files = [str(tmp_path / f"f{number}.txt") for number in range(8)]
+    assert docq_run("enqueue", "-o", "slow", *files, db=db).returncode == 0
+    env = plain_env(db, COLUMNS="140", LINES="40", NO_COLOR="1")
+    code, screen = run_in_terminal(["work", "-o", "slow", "--", "sleep", "0.3"], env)
+    assert code == 0, screen
+    frames = {frame.strip() for frame in re.split(r"\r|\x1b\[[0-9;]*[A-Za-z]", screen)}
+    middle = [f for f in frames if re.search(r"\b[1-7]/8 done · [\d.]+ items/s · about \S+ left · ", f)]
+    assert middle, sorted(frames)
+    assert any("8/8 done" in frame for frame in frames), sorted(frames)
+    assert "Processed 8 items: 8 completed" in screen

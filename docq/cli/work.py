@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
 import typer
@@ -223,7 +224,9 @@ def work(
 
         logging.getLogger("docq").setLevel(logging.ERROR)
     if output.stderr_is_terminal() and log_format == "text":
-        with render.WorkDisplay(enabled=not as_json, quiet=quiet) as display:
+        # a connection of its own counts the work left for the progress line, now and then
+        due = None if as_json else functools.partial(run.service(config, create=True).count_due, operation)
+        with render.WorkDisplay(enabled=not as_json, quiet=quiet, due=due) as display:
             summary = process_document_queue(settings=config, options=options, on_event=display.event)
         logged = False
     else:
