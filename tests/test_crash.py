@@ -148,8 +148,12 @@ def test_items_claimed_ahead_are_not_charged_when_their_worker_dies_again_and_ag
         handler_started(procs, f"victim{n}", watch=victim)
         assert status_is(service, ids["b.txt"], "in_progress")  # claimed ahead, waiting
         if n == 1:  # `docq workers` tells the running item from the one claimed ahead
-            shown = json.loads(run_docq("workers", "--json", db=db_path).stdout)
-            assert [(w["current_items"], w["claimed_ahead"]) for w in shown] == [([ids["slow.txt"]], 1)]
+            # (a worker records its running items at its heartbeats, every third of the lease)
+            def shown() -> list[tuple[list[int], int]]:
+                rows = json.loads(run_docq("workers", "--json", db=db_path).stdout)
+                return [(w["current_items"], w["claimed_ahead"]) for w in rows]
+
+            wait_until(lambda: shown() == [([ids["slow.txt"]], 1)], 10, "the heartbeat", watch=[victim])
         victim.kill_group()
         victim.wait(10)
 
