@@ -412,9 +412,9 @@ CLAIMED_AHEAD = "SELECT count(*) FROM queue_items WHERE status = 'in_progress' A
 
 # Completions per minute over the last :window seconds (minute 0 is the current one).
 THROUGHPUT = """
-SELECT CAST(:now - finished_at AS INTEGER) / 60, count(*) FROM queue_items
-WHERE finished_at >= :now - :window AND status = 'completed'
-GROUP BY 1
+SELECT CAST(:now - finished_at AS INTEGER) / 60, status, count(*) FROM queue_items
+WHERE finished_at >= :now - :window AND status IN ('completed', 'failed')
+GROUP BY 1, 2
 """
 
 # Workers that signed on and whose heartbeat is younger than their lease.

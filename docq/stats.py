@@ -141,11 +141,12 @@ class Snapshot:
 
     stats: QueueStats
     per_minute: list[int]  # completions, oldest minute first
+    failed_per_minute: list[int]  # items that failed for good, oldest minute first
     workers: list[LiveWorker]
     failures: list[RecentFailure]
 
 
-def snapshot(db: Database) -> Snapshot:
+def snapshot(db: Database, *, minutes: int = DASHBOARD_MINUTES) -> Snapshot:
     """Read one frame of the dashboard, in one read transaction. Every query reads an index
     (the counters, the recent end of the finished-time index, the attempts' id order), so
     a refresh stays cheap on a queue of millions."""
@@ -153,8 +154,12 @@ def snapshot(db: Database) -> Snapshot:
     def read(tx: Tx) -> Snapshot:
         stats = read_stats(tx)
         now = stats.now
-        buckets = dict(tx.all(q.THROUGHPUT, {"now": now, "window": DASHBOARD_MINUTES * 60}))
-        per_minute = [int(buckets.get(minute, 0)) for minute in reversed(range(DASHBOARD_MINUTES))]
+        buckets = {
+            (int(minute), status): int(n)
+            for minute, status, n in tx.all(q.THROUGHPUT, {"now": now, "window": minutes * 60})
+        }
+        per_minute = [buckets.get((minute, "completed"), 0) for minute in reversed(range(minutes))]
+        failed_per_minute = [buckets.get((minute, "failed"), 0) for minute in reversed(range(minutes))]
         workers = []
         for worker_id, current, done, heartbeat, _lease in tx.all(q.LIVE_WORKERS, {"now": now}):
             paths = []
@@ -167,6 +172,6 @@ def snapshot(db: Database) -> Snapshot:
             RecentFailure(row[0], row[1], row[2], row[3], from_db(row[4]))
             for row in tx.all(q.RECENT_FAILURES, {"limit": FAILURES_SHOWN})
         ]
-        return Snapshot(stats, per_minute, workers, failures)
+        return Snapshot(stats, per_minute, failed_per_minute, workers, failures)
 
     return db.read(read)

@@ -120,6 +120,8 @@ class ItemFilter:
     error: str | None = None  # substring of the last error
     since: float | None = None  # created at or after (Unix time)
     limit: int | None = 50
+    text: str | None = None  # substring of the document's path or of the last error
+    before: int | None = None  # only items with a smaller id: the next page, newest first
 
     def __post_init__(self) -> None:
         known = {s.value for s in ItemStatus} | {"retrying"}
@@ -145,6 +147,16 @@ class ItemFilter:
             query = query.where(col(QueueItem.last_error).contains(self.error, autoescape=True))
         if self.since is not None:
             query = query.where(col(QueueItem.created_at) >= self.since)
+        if self.before is not None:  # keyset paging: the primary key, never an OFFSET
+            query = query.where(col(QueueItem.id) < self.before)
+        if self.text:
+            path_ids = select(Document.id).where(col(Document.path).contains(self.text, autoescape=True))
+            query = query.where(
+                or_(
+                    col(QueueItem.last_error).contains(self.text, autoescape=True),
+                    col(QueueItem.document_id).in_(path_ids),
+                )
+            )
         return query
 
 

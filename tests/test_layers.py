@@ -5,6 +5,7 @@ The layers, top to bottom (a module may import its own layer and any layer below
 
     entry       docq/__main__.py
     cli         docq/cli/            parse, call the library, render
+    tui         docq/tui/            docq top: Textual, over the library and render
     render      docq/render/         Rich and JSON output; knows no Typer
     tools       docq/bench/          measures the worker and the queue
     worker      docq/worker/         the loop, children, handlers
@@ -27,7 +28,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "docq"
 
-LAYERS = ["base", "database", "processing", "library", "worker", "tools", "render", "cli", "entry"]
+LAYERS = ["base", "database", "processing", "library", "worker", "tools", "render", "tui", "cli", "entry"]
 BASE = {"queries", "models", "items", "states", "errors", "config", "paths"}
 DATABASE = {"db", "schema"}
 LIBRARY = {
@@ -47,6 +48,7 @@ LIBRARY = {
 PACKAGES = {
     "cli": "cli",
     "render": "render",
+    "tui": "tui",
     "bench": "tools",
     "worker": "worker",
     "processing": "processing",
@@ -199,3 +201,4 @@ def test_the_command_line_loads_no_library_before_a_command_runs() -> None:
     loaded = _loaded_by("import docq.cli")
     assert not {name for name in loaded if name.split(".")[0] in ("sqlalchemy", "sqlmodel", "psycopg")}
     assert not {"docq.queue", "docq.db", "docq.worker.loop", "docq.processing"} & loaded
+    assert not {name for name in loaded if name.split(".")[0] == "textual"}  # only docq top needs it

@@ -230,19 +230,31 @@ def top(
     ctx: typer.Context,
     interval: Annotated[
         float, typer.Option(parser=duration, metavar="DURATION", help="Refresh this often.")
-    ] = "2s",  # type: ignore[assignment]
+    ] = "1s",  # type: ignore[assignment]
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="Watch only: retry, cancel, reprocess and purge are off.")
+    ] = False,
 ) -> None:
-    """A live dashboard of the queue (the same as docq stats --watch).
+    """Watch and steer the queue in an interactive terminal UI.
 
-    Counts, completions per minute, live workers and what they run, recent failures.
-    Ctrl-C quits. Needs a terminal.
+    o overview (counts, per operation, completions per minute, workers, recent failures),
+    i items (Enter: an item's attempts, output and text; / filters: status:failed op:ocr
+    or text; space marks; ] and [ page), w workers. On the selected or marked items:
+    r retry, c cancel, p reprocess their documents; P purges old finished items after a
+    dry-run count. Each action asks y/n first. q quits. Needs a terminal: in scripts use
+    docq stats --json, in logs and tmux panes docq stats --watch.
 
     **Examples**
 
           docq top
-          docq top --interval 5s
+          docq top --read-only --interval 5s
     """
-    _watch(Invocation.of(ctx).service(), interval)
+    if not output.out().is_terminal:
+        raise UsageError("docq top needs a terminal; in scripts use `docq stats --json`")
+    from docq.tui.app import TopApp
+
+    queue = Invocation.of(ctx).service()
+    TopApp(queue, where=queue.db.target.display, read_only=read_only, interval=interval).run()
 
 
 def _watch(queue: DocumentQueueService, interval: float) -> None:

@@ -28,22 +28,25 @@ def frame(shot: Snapshot) -> Any:
 
     stats = shot.stats
     counts, facts, *_ = stats_tables(stats)
-    peak = max(shot.per_minute) or 1
-    bars = "".join(" ▁▂▃▄▅▆▇█"[min(8, round(8 * n / peak))] for n in shot.per_minute)
     minutes = len(shot.per_minute)
-    rate = (
-        f"completed per minute, last {minutes} min: {bars}  (now {shot.per_minute[-1]}/min, peak {peak}/min)"
-    )
+    rate = f"completed per minute, last {minutes} min: {sparkline(shot.per_minute)}"
+    title = Text.from_markup(f"[bold]docq[/] · {iso(stats.now, precise=False)} · Ctrl-C to quit")
+    return Group(title, counts, facts, Text(rate), *workers_and_failures(shot))
+
+
+def workers_and_failures(shot: Snapshot) -> list[Any]:
+    """The live workers with what they run, and the most recent failures (if any)."""
+    from rich.text import Text
+
+    now = shot.stats.now
     workers = output.table("Worker", "Running", "Done", "Heartbeat")
     for worker in shot.workers:
         running = ", ".join(shown_path(path) for path in worker.running) or "idle"
-        heartbeat = f"{format_duration(stats.now - worker.heartbeat_at)} ago"
+        heartbeat = f"{format_duration(now - worker.heartbeat_at)} ago"
         workers.add_row(worker.id, escape(running), str(worker.done), heartbeat)
     failures = output.table("Item", "When", "Outcome", "Error", "Path")
     for failure in shot.failures:
-        ago = (
-            "-" if failure.finished_at is None else f"{format_duration(stats.now - failure.finished_at)} ago"
-        )
+        ago = "-" if failure.finished_at is None else f"{format_duration(now - failure.finished_at)} ago"
         failures.add_row(
             str(failure.item_id),
             ago,
@@ -51,12 +54,17 @@ def frame(shot: Snapshot) -> Any:
             escape(failure.error or ""),
             output.PathCell(failure.path),
         )
-    title = Text.from_markup(f"[bold]docq[/] · {iso(stats.now, precise=False)} · Ctrl-C to quit")
-    parts: list[Any] = [title, counts, facts, Text(rate)]
-    parts.append(workers if shot.workers else Text("No live workers."))
+    parts: list[Any] = [workers if shot.workers else Text("No live workers.")]
     if shot.failures:
         parts.append(failures)
-    return Group(*parts)
+    return parts
+
+
+def sparkline(per_minute: list[int]) -> str:
+    """``▁▂█▃  (now 3/min, peak 9/min)``: one bar a minute, scaled to the peak."""
+    peak = max(per_minute, default=0) or 1
+    bars = "".join(" ▁▂▃▄▅▆▇█"[min(8, round(8 * n / peak))] for n in per_minute)
+    return f"{bars}  (now {per_minute[-1] if per_minute else 0}/min, peak {max(per_minute, default=0)}/min)"
 
 
 def run(read: Callable[[], Snapshot], *, interval: float) -> None:
