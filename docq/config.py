@@ -131,6 +131,11 @@ def iso(timestamp: float | None, *, precise: bool = True) -> str | None:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+MAX_ID = 2**63 - 1
+"""The largest id a queue can hold (a signed 64-bit integer, in SQLite and PostgreSQL alike):
+a larger number names nothing, and is answered "not found" before it reaches the database."""
+
+
 def plural(count: int, word: str, words: str | None = None) -> str:
     """``1 document``, ``3 documents`` (``words`` for an irregular plural)."""
     return f"{count} {word if count == 1 else (words or word + 's')}"

@@ -16,6 +16,7 @@ from typing import Literal
 from docq import intake, leases
 from docq import queries as q
 from docq.backends import Tx
+from docq.config import MAX_ID
 from docq.errors import NotFoundError, UsageError
 from docq.paths import from_db, to_db
 from docq.states import DocumentStatus, lane_of
@@ -42,7 +43,7 @@ def resolve_documents(tx: Tx, refs: Sequence[str]) -> list[int]:
     missing: list[str] = []
     for ref in refs:
         document_id = None
-        if ref.isdigit():
+        if ref.isascii() and ref.isdigit() and int(ref) <= MAX_ID:
             document_id = tx.scalar(q.DOCUMENT_EXISTS, {"id": int(ref)})
         if document_id is None:
             document_id = tx.scalar(q.FIND_DOCUMENT, {"path": to_db(os.path.realpath(ref))})
@@ -112,13 +113,17 @@ def _check_items(tx: Tx, item_ids: Sequence[int], action: Action) -> list[tuple[
     rows = []
     missing = []
     for item_id in dict.fromkeys(item_ids):
-        row = tx.one(q.ITEM_STATE, {"id": item_id})
+        row = tx.one(q.ITEM_STATE, {"id": item_id}) if 0 <= item_id <= MAX_ID else None
         if row is None:
             missing.append(str(item_id))
         else:
             rows.append(row)
     if missing:
-        documents = [ref for ref in missing if tx.one(q.DOCUMENT_EXISTS, {"id": int(ref)}) is not None]
+        documents = [
+            ref
+            for ref in missing
+            if int(ref) <= MAX_ID and tx.one(q.DOCUMENT_EXISTS, {"id": int(ref)}) is not None
+        ]
         hint = ""
         if documents:  # a document id where an item id belongs: the mix-up ids invite
             kind = "is a document id" if len(documents) == 1 else "are document ids"

@@ -72,11 +72,11 @@ class QueueStats:
 def read_stats(tx: Tx) -> QueueStats:
     """Read a `QueueStats` snapshot inside one read transaction."""
     now = tx.now()
-    by_operation: dict[str, dict[str, int]] = {}
+    # the default operation is always there, so that a script reads by_operation.process.pending
+    # on any queue; every status of an operation is present, zeros too
+    by_operation: dict[str, dict[str, int]] = {"process": dict.fromkeys((s.value for s in ItemStatus), 0)}
     totals = dict.fromkeys((s.value for s in ItemStatus), 0)
     for operation, status, n in tx.all(q.COUNTS):
-        # every status of an operation is present, zeros too, so a script reads
-        # by_operation.process.pending without a missing key
         counts = by_operation.setdefault(operation, dict.fromkeys((s.value for s in ItemStatus), 0))
         counts[status] = int(n)
         totals[status] = totals.get(status, 0) + int(n)

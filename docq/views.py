@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlmodel import Session, and_, col, func, or_, select
 
+from docq.config import MAX_ID
 from docq.db import Database
 from docq.errors import NotFoundError, UsageError
 from docq.models import Attempt, Document, ItemOutput, QueueItem, Worker
@@ -58,13 +59,14 @@ def find_document(session: Session, ref: str) -> Document:
     """
     import os
 
-    if ref.isdigit():
-        document = session.get(Document, int(ref))
+    number = _id_in(ref)
+    if number is not None:
+        document = session.get(Document, number)
         if document is not None:
             return document
     document = session.exec(select(Document).where(Document.path == to_db(os.path.realpath(ref)))).first()
     if document is None:
-        item = session.get(QueueItem, int(ref)) if ref.isdigit() else None
+        item = session.get(QueueItem, number) if number is not None else None
         if item is not None:  # an item id where a document id belongs: say which it is
             raise NotFoundError(
                 f"no document {ref}: {ref} is a queue item (of document {item.document_id}):"
@@ -72,6 +74,13 @@ def find_document(session: Session, ref: str) -> Document:
             )
         raise NotFoundError(f"no document {ref!r}: give a document id or a path that was enqueued")
     return document
+
+
+def _id_in(ref: str) -> int | None:
+    """The id ``ref`` spells (ASCII digits, within `MAX_ID`), else None."""
+    if ref.isascii() and ref.isdigit() and int(ref) <= MAX_ID:
+        return int(ref)
+    return None
 
 
 def show_document(db: Database, ref: str) -> DocumentView:
@@ -91,9 +100,9 @@ def show_item(db: Database, item_id: int) -> tuple[DocumentView, ItemView]:
     """One queue item, with its document."""
 
     def read(session: Session) -> tuple[DocumentView, ItemView]:
-        item = session.get(QueueItem, item_id)
+        item = session.get(QueueItem, item_id) if 0 <= item_id <= MAX_ID else None
         if item is None:
-            if session.get(Document, item_id) is not None:  # a document id where an item's belongs
+            if 0 <= item_id <= MAX_ID and session.get(Document, item_id) is not None:  # a document's id
                 raise NotFoundError(
                     f"no queue item {item_id}: {item_id} is a document: `docq show {item_id}` shows it"
                 )
@@ -130,6 +139,8 @@ class ItemFilter:
                 raise UsageError(f"unknown status {status!r}: use one of {', '.join(sorted(known))}")
         if self.limit is not None and self.limit < 1:
             raise UsageError("--limit must be at least 1")
+        if self.limit is not None and self.limit > MAX_ID:  # more than a queue can hold: all
+            object.__setattr__(self, "limit", None)
 
     def apply(self, query: Any) -> Any:
         """``query`` (a select over QueueItem) narrowed by this filter."""
@@ -207,7 +218,7 @@ def complete_ids(
             low = high = int(prefix)
             ranges = []
             while low <= largest:
-                ranges.append(key.between(low, high))
+                ranges.append(key.between(low, min(high, largest)))
                 low, high = low * 10, high * 10 + 9
             if not ranges:
                 return []

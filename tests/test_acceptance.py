@@ -296,3 +296,32 @@ def test_work_on_a_terminal_shows_done_out_of_due_the_rate_and_the_time_left(tmp
     assert middle, sorted(frames)
     assert any("8/8 done" in frame for frame in frames), sorted(frames)
     assert "Processed 8 items: 8 completed" in screen
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs pseudo-terminals")
+def test_the_progress_total_stops_at_max_items(tmp_path: Path) -> None:
+    db = str(tmp_path / "queue.db")
+    files = []
+    for number in range(8):
+        files.append(tmp_path / f"f{number}.txt")
+        files[-1].write_text(f"document {number}\n", encoding="utf-8")
+    assert docq_run("enqueue", "-o", "slow", *map(str, files), db=db).returncode == 0
+    env = plain_env(db, COLUMNS="140", LINES="40", NO_COLOR="1")
+    code, screen = run_in_terminal(["work", "-o", "slow", "--max-items", "3", "--", "sleep", "0.3"], env)
+    assert code == 0, screen
+    assert re.search(r"\b[0-3]/3 done", screen) and "/8 done" not in screen, screen
+
+
+def test_a_progress_line_whose_count_fails_goes_on_without_a_total() -> None:
+    """The work left is counted on a connection of its own; if a count fails (a busy
+    database), the line drops its total rather than show more done than there is."""
+    from docq.render.work import WorkDisplay
+
+    answers = iter([3])
+    display = WorkDisplay(enabled=True, due=lambda: next(answers))
+    display._due = lambda: next(answers)  # off a terminal a display counts nothing: count anyway
+    display._recount()
+    assert display.total == 3
+    display.done = 5
+    display._recount()  # the second count fails
+    assert display.total is None and " done" not in display._describe()

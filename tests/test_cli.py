@@ -1454,3 +1454,46 @@ def test_long_paths_lose_their_start_on_a_terminal_not_their_name(cli: Cli, tmp_
         assert cell.startswith("…") and f"quarterly-report-number-{number}.txt".endswith(cell[1:]), row
     piped = cli.ok("list").stdout
     assert str(folder / "quarterly-report-number-1.txt") in piped.splitlines()[-1].split("\t")
+
+
+def test_a_wide_path_keeps_its_name_within_its_cells() -> None:
+    """CJK characters take two terminal cells: shortening counts cells, not characters."""
+    from rich.cells import cell_len
+
+    from docq.render.output import left_truncated
+
+    path = "/tmp/日本語のディレクトリ名前/請求書の長いファイル名です.txt"
+    for width in (12, 20, 30, 45):
+        shown = left_truncated(path, width)
+        assert cell_len(shown) <= width and shown.startswith("…") and shown.endswith(".txt"), shown
+        assert path.endswith(shown[1:])
+    assert left_truncated(path, 200) == path
+    assert left_truncated("/a/b.txt", 8) == "/a/b.txt"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["show", "99999999999999999999999"],
+        ["show", "--item", "99999999999999999999999"],
+        ["retry", "99999999999999999999999"],
+        ["cancel", "99999999999999999999999"],
+        ["reprocess", "99999999999999999999999"],
+        ["show", "²"],  # a digit to str.isdigit, not to int()
+    ],
+)
+def test_numbers_no_queue_can_hold_are_not_found_not_internal_errors(
+    cli: Cli, notes: tuple[Path, int], args: list[str]
+) -> None:
+    before = cli.snapshot()
+    assert_error(cli(*args), NOT_FOUND)
+    assert cli.snapshot() == before
+
+
+def test_a_limit_larger_than_any_queue_lists_everything(cli: Cli, notes: tuple[Path, int]) -> None:
+    rows = cli.json("list", "--limit", "99999999999999999999999")
+    assert len(rows) == 1
+
+
+def test_stats_json_of_an_empty_queue_has_the_default_operation_with_zeros(cli: Cli) -> None:
+    assert cli.json("stats")["by_operation"] == {"process": zeros()}

@@ -100,3 +100,17 @@ def test_install_and_show_completion_are_offered() -> None:
     shown = run_docq("--show-completion", env=docq_env(None, SHELL="/bin/bash"))
     assert shown.returncode == 0, shown.stderr
     assert "_DOCQ_COMPLETE=complete_bash" in shown.stdout
+
+
+def test_ids_near_the_largest_a_queue_holds_complete(tmp_path: Path) -> None:
+    """A prefix's ranges stop at the largest id: past 2**63 - 1 the database would refuse them."""
+    import sqlite3
+
+    db = str(tmp_path / "q.db")
+    (tmp_path / "a.txt").write_text("a\n", encoding="utf-8")
+    assert run_docq("enqueue", str(tmp_path / "a.txt"), db=db).returncode == 0
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE queue_items SET id = 9223372036854775000")
+    conn.close()
+    assert complete_bash("docq show --item 9", db) == ["9223372036854775000"]
+    assert complete_bash("docq show --item 92233720368547750", db) == ["9223372036854775000"]

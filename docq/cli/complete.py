@@ -20,25 +20,27 @@ COMPLETION_LOCK_TIMEOUT = 1.0  # seconds: a busy queue completes nothing rather 
 def documents(ctx: Any, incomplete: str) -> list[tuple[str, str]]:
     """Document ids (``show``, ``reprocess``); a word that is not digits is left to the
     shell (a path)."""
-    return _ids(ctx, incomplete, items=False)
+    return _ids(ctx, incomplete, of_items=False)
 
 
 def items(ctx: Any, incomplete: str) -> list[tuple[str, str]]:
     """Any queue item's id (``show --item``)."""
-    return _ids(ctx, incomplete, items=True)
+    return _ids(ctx, incomplete, of_items=True)
 
 
 def failed_items(ctx: Any, incomplete: str) -> list[tuple[str, str]]:
     """Failed items' ids (``retry``)."""
-    return _ids(ctx, incomplete, items=True, statuses=("failed",))
+    return _ids(ctx, incomplete, of_items=True, statuses=("failed",))
 
 
 def active_items(ctx: Any, incomplete: str) -> list[tuple[str, str]]:
     """Pending and running items' ids (``cancel``)."""
-    return _ids(ctx, incomplete, items=True, statuses=("pending", "in_progress"))
+    return _ids(ctx, incomplete, of_items=True, statuses=("pending", "in_progress"))
 
 
-def _ids(ctx: Any, incomplete: str, *, items: bool, statuses: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+def _ids(
+    ctx: Any, incomplete: str, *, of_items: bool, statuses: tuple[str, ...] = ()
+) -> list[tuple[str, str]]:
     try:
         from docq.db import Database
         from docq.views import complete_ids
@@ -48,7 +50,7 @@ def _ids(ctx: Any, incomplete: str, *, items: bool, statuses: tuple[str, ...] = 
         settings = Settings(db=target, lock_timeout=COMPLETION_LOCK_TIMEOUT)
         database = Database(target, settings, create=False, upgrade=False)
         try:
-            found = complete_ids(database, incomplete, items=items, statuses=statuses)
+            found = complete_ids(database, incomplete, items=of_items, statuses=statuses)
         finally:
             database.close()
     except Exception:  # completion is a convenience: never a traceback in the shell

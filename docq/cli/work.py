@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 from typing import Annotated, Any
 
 import typer
@@ -224,9 +225,11 @@ def work(
 
         logging.getLogger("docq").setLevel(logging.ERROR)
     if output.stderr_is_terminal() and log_format == "text":
-        # a connection of its own counts the work left for the progress line, now and then
-        due = None if as_json else functools.partial(run.service(config, create=True).count_due, operation)
-        with render.WorkDisplay(enabled=not as_json, quiet=quiet, due=due) as display:
+        # A connection of its own counts the work left for the progress line, now and then,
+        # giving up within a second on a busy database (the line then goes on without a total).
+        counter = None if as_json else run.service(replace(config, lock_timeout=1.0), create=True)
+        due = None if counter is None else functools.partial(counter.count_due, operation)
+        with render.WorkDisplay(enabled=not as_json, quiet=quiet, due=due, limit=max_items) as display:
             summary = process_document_queue(settings=config, options=options, on_event=display.event)
         logged = False
     else:

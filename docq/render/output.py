@@ -99,22 +99,40 @@ class PathCell:
     start, not its name (``…/2024/invoices/march-0042.pdf``) and stays on one line,
     where Rich would fold it mid-name; off a terminal `print_table` writes it whole."""
 
-    MIN_WIDTH = 16  # a column never squeezed below this, to keep a file name readable
+    MIN_WIDTH = 16  # the width it asks for at least (a table too narrow for every column's
+    # minimum may still squeeze it)
 
     def __init__(self, path: str) -> None:
         self.plain = shown_path(path)
 
     def __rich_measure__(self, console: Any, options: Any) -> Any:
+        from rich.cells import cell_len
         from rich.measure import Measurement
 
-        return Measurement(min(len(self.plain), self.MIN_WIDTH), len(self.plain))
+        width = cell_len(self.plain)
+        return Measurement(min(width, self.MIN_WIDTH), width)
 
     def __rich_console__(self, console: Any, options: Any) -> Any:
         from rich.text import Text
 
-        width = options.max_width
-        text = self.plain if len(self.plain) <= width else "…" + self.plain[len(self.plain) - width + 1 :]
-        yield Text(text, no_wrap=True, overflow="crop")
+        yield Text(left_truncated(self.plain, options.max_width), no_wrap=True, overflow="crop")
+
+
+def left_truncated(text: str, width: int) -> str:
+    """``text`` in at most ``width`` terminal cells, losing its start behind ``…``: a wide
+    (CJK) character counts two cells, so a name of them keeps its end too."""
+    from rich.cells import cell_len, get_character_cell_size
+
+    if cell_len(text) <= width:
+        return text
+    kept, used = [], 1  # the ellipsis takes one cell
+    for character in reversed(text):
+        size = get_character_cell_size(character)
+        if used + size > width:
+            break
+        kept.append(character)
+        used += size
+    return "…" + "".join(reversed(kept))
 
 
 def table(*columns: str, title: str | None = None) -> Table:

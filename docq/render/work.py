@@ -27,7 +27,14 @@ class WorkDisplay:
     the queue (due items and leased ones); it is called at the start and every
     `RECOUNT_EVERY` seconds, never per item."""
 
-    def __init__(self, *, enabled: bool, quiet: bool = False, due: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        enabled: bool,
+        quiet: bool = False,
+        due: Callable[[], int] | None = None,
+        limit: int | None = None,
+    ) -> None:
         self.enabled = enabled
         self.quiet = quiet  # failures only
         self.terminal = enabled and output.stderr_is_terminal()
@@ -35,6 +42,7 @@ class WorkDisplay:
         self.done = 0  # attempts recorded
         self.total: int | None = None  # done + left, as last counted
         self._due = due if self.terminal else None
+        self._limit = limit  # --max-items: the run does no more than this
         self._counted_at = 0.0
         self._started = time.monotonic()
         self._progress: Progress | None = None
@@ -69,7 +77,9 @@ class WorkDisplay:
         self.done += 1
         failed = event.verdict in ("failed", "discarded")
         if self._progress is not None:
-            if time.monotonic() - self._counted_at >= RECOUNT_EVERY or (self.total or 0) < self.done:
+            if self._due is not None and (
+                time.monotonic() - self._counted_at >= RECOUNT_EVERY or (self.total or 0) < self.done
+            ):
                 self._recount()
             self._progress.update(
                 self._task, description=self._describe(), completed=self.done, total=self.total
@@ -83,8 +93,11 @@ class WorkDisplay:
             return
         try:
             self.total = self.done + self._due()
-        except Exception:  # a progress line is not worth failing the run for
-            self._due = None
+        except Exception:  # a progress line is not worth failing the run for: go on without a total
+            self._due, self.total = None, None
+            return
+        if self._limit is not None:
+            self.total = min(self.total, self._limit)
 
     def _describe(self) -> str:
         c = self.counts

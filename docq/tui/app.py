@@ -374,7 +374,9 @@ class TopApp(App[None]):
 
 def _short(path: str) -> str:
     """A path for the items table: its end, where the name is (the detail shows it whole)."""
-    return path if len(path) <= PATH_WIDTH else "…" + path[len(path) - PATH_WIDTH + 1 :]
+    from docq.render.output import left_truncated
+
+    return left_truncated(path, PATH_WIDTH)
 
 
 def _per_operation(by_operation: dict[str, dict[str, int]]) -> Any:
