@@ -106,7 +106,10 @@ def requeue(
 # --- retry and cancel ----------------------------------------------------------------
 
 Action = Literal["retry", "cancel"]
-_ALLOWED: dict[str, tuple[str, ...]] = {"retry": ("failed",), "cancel": ("pending", "in_progress")}
+_ALLOWED: dict[str, tuple[str, ...]] = {
+    "retry": ("failed", "cancelled"),
+    "cancel": ("pending", "in_progress"),
+}
 
 
 def _check_items(tx: Tx, item_ids: Sequence[int], action: Action) -> list[tuple[int, int, str, str, str]]:
@@ -138,8 +141,8 @@ def _check_items(tx: Tx, item_ids: Sequence[int], action: Action) -> list[tuple[
 
 
 def retry(tx: Tx, item_ids: Sequence[int], *, now: float, dry_run: bool) -> list[Change]:
-    """Put failed items back to pending, due now, with a fresh attempt budget. An item
-    whose document was queued again since (same lane) is left alone: "already queued"."""
+    """Put failed or cancelled items back to pending, due now, with a fresh attempt budget.
+    An item whose document was queued again since (same lane) is left alone: "already queued"."""
     changes = []
     for item_id, document_id, _status, operation, path in _check_items(tx, item_ids, "retry"):
         active = tx.scalar(q.ACTIVE_ITEM, {"document_id": document_id, "lane": lane_of(operation)})

@@ -311,7 +311,7 @@ FROM queue_items i JOIN documents d ON d.id = i.document_id WHERE i.id = :id
 RETRY = """
 UPDATE queue_items SET status = 'pending', attempts = 0, next_run_at = :now, finished_at = NULL,
     lease_expires_at = NULL, cancel_requested = FALSE
-WHERE id = :id AND status = 'failed'
+WHERE id = :id AND status IN ('failed', 'cancelled')
 """
 
 CANCEL_PENDING = """

@@ -198,10 +198,11 @@ class DocumentQueueService:
         error: str | None = None,
         dry_run: bool = False,
     ) -> list[Change]:
-        """Put failed items back to pending, due now, with a fresh attempt budget (their
-        history stays): those in ``item_ids``, plus every failed item (``all_failed``) or
-        those whose last error contains ``error``. Raises `NotFoundError`/`UsageError`,
-        changing nothing, if an id is unknown or its item is not failed."""
+        """Put failed (or cancelled) items back to pending, due now, with a fresh attempt
+        budget (their history stays): those in ``item_ids``, plus every failed item
+        (``all_failed``) or the failed ones whose last error contains ``error``. Raises
+        `NotFoundError`/`UsageError`, changing nothing, if an id is unknown or its item is
+        neither failed nor cancelled."""
 
         def run(tx: Tx) -> list[Change]:
             ids = list(dict.fromkeys(item_ids))

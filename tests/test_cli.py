@@ -990,7 +990,16 @@ def test_retry_does_not_queue_a_document_twice(cli: Cli, make_file: Callable[...
     assert len(active) == 1, active
 
 
-@pytest.mark.parametrize("status", ["completed", "pending", "retrying", "cancelled"])
+def test_retry_puts_a_cancelled_item_back(cli: Cli, mixed: Mixed) -> None:
+    """A cancelled item is retried by its id, as `docq top`'s r does (not by --all-failed)."""
+    assert cli.json("retry", "--all-failed", "--dry-run")["changes"][0]["item_id"] == mixed.failed
+    [change] = cli.json("retry", str(mixed.cancelled))["changes"]
+    assert (change["item_id"], change["action"]) == (mixed.cancelled, "retried")
+    item = cli.item(mixed.cancelled)
+    assert (item["status"], item["attempts"], item["finished_at"]) == ("pending", 0, None)
+
+
+@pytest.mark.parametrize("status", ["completed", "pending", "retrying"])
 def test_retry_an_item_that_did_not_fail_changes_nothing(cli: Cli, mixed: Mixed, status: str) -> None:
     before = cli.snapshot()
     other = getattr(mixed, status)

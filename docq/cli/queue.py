@@ -220,7 +220,8 @@ def retry(
 ) -> None:
     """Put failed items back to pending now, with a fresh attempt budget.
 
-    Their earlier attempts stay in the history (docq show).
+    A cancelled item given by its id goes back too. Earlier attempts stay in the history
+    (docq show).
 
     **Examples**
 

@@ -57,6 +57,7 @@ class TopApp(App[None]):
         Binding("right_square_bracket", "page(1)", "Older", show=False),
         Binding("left_square_bracket", "page(-1)", "Newer", show=False),
         Binding("q", "quit", "Quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),  # as every terminal program
     ]
 
     def __init__(
