@@ -101,3 +101,16 @@ def storable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [storable(v) for v in value]
     return value
+
+
+@dataclass(frozen=True)
+class WorkerProgress:
+    """What a worker is running (item ids) and how many attempts it has recorded, for its
+    row in the workers table."""
+
+    worker: str
+    current: tuple[int, ...]
+    done: int
+
+    def params(self) -> dict[str, Any]:
+        return {"id": self.worker, "current": ",".join(map(str, self.current)) or None, "done": self.done}

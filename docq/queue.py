@@ -25,7 +25,7 @@ from docq.config import Settings
 from docq.db import Database, DatabaseLike, open_database
 from docq.errors import InvalidTransition, NotFoundError, UsageError
 from docq.intake import Queued, Skipped
-from docq.items import Lease, Result, Verdict
+from docq.items import Lease, Result, Verdict, WorkerProgress
 from docq.leases import Finished
 from docq.maintenance import Change, PurgeCount
 from docq.retry import RetryPolicy
@@ -380,10 +380,12 @@ class DocumentQueueService:
         worker: str,
         lease_seconds: float,
         started: bool = True,
+        progress: WorkerProgress | None = None,
     ) -> tuple[list[Verdict], list[Lease]]:
         """Record finished attempts and claim up to ``limit`` more, in one transaction (one
         commit instead of two: what makes a worker fast at ``synchronous=FULL``). With
-        ``started`` false the claimed items wait for `start` (see `leases.claim`)."""
+        ``started`` false the claimed items wait for `start` (see `leases.claim`). With
+        ``progress``, the worker's row says what it runs and has done, in the same commit."""
         lane = lane_of(operation)
 
         def run(tx: Tx) -> tuple[list[Verdict], list[Lease]]:
@@ -392,6 +394,8 @@ class DocumentQueueService:
             token = secrets.token_hex(8)
             now = self.clock()
             verdicts = leases.finish(tx, finished, self.policy, now) if finished else []
+            if progress is not None:
+                tx.execute(q.WORKER_PROGRESS, progress.params())
             claimed: list[Lease] = []
             if limit > 0:
                 leases.sweep_expired(tx, now, self.policy.max_attempts)
@@ -430,13 +434,20 @@ class DocumentQueueService:
             return []
         return self.db.write(lambda tx: leases.finish(tx, finished, self.policy, self.clock()))
 
-    def start(self, handed: Sequence[Lease]) -> set[int]:
+    def start(self, handed: Sequence[Lease], *, progress: WorkerProgress | None = None) -> set[int]:
         """Record that these items, claimed ahead, were handed to a child: from now on a
         lost lease charges their attempt. Returns the ids still held (see `leases.start`);
-        the others must not run."""
+        the others must not run. With ``progress``, the worker's row too (see `exchange`)."""
         if not handed:
             return set()
-        return self.db.write(lambda tx: leases.start(tx, handed, self.clock()))
+
+        def run(tx: Tx) -> set[int]:
+            held = leases.start(tx, handed, self.clock())
+            if progress is not None:
+                tx.execute(q.WORKER_PROGRESS, progress.params())
+            return held
+
+        return self.db.write(run)
 
     def release(self, held: Sequence[Lease]) -> int:
         """Give unfinished items back to pending without counting the attempt."""

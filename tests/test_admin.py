@@ -510,6 +510,42 @@ def test_workers_lists_a_running_worker_then_a_stopped_one(
 
 
 @pytest.mark.slow
+def test_a_worker_row_shows_an_item_start_and_end_when_they_happen_not_at_the_heartbeat(
+    cli: Cli, procs: Processes, tmp_path: Path
+) -> None:
+    """With a 60 s lease the heartbeat comes every 20 s: the row must change well before."""
+    slow = ("--operation", "slowop", "--handler", "workload:slow")
+    worker = procs.worker(
+        cli.db, "--loop", *slow, "--lease", "60s", "--poll-interval", "0.2s", DOCQ_TEST_SLOW="2"
+    )
+    wait_until(
+        lambda: worker.pid in worker_rows(cli), timeout=30, what="the worker to register", watch=[worker]
+    )
+    document = tmp_path / "slow.txt"
+    document.write_text("slow\n", encoding="utf-8")
+    [queued] = cli.json("enqueue", "-o", "slowop", str(document))["queued"]
+    enqueued = time.monotonic()
+    wait_until(
+        lambda: worker_rows(cli)[worker.pid]["current_items"] == [queued["item_id"]],
+        timeout=15,
+        what="the row to show the running item",
+        watch=[worker],
+    )
+    shown = time.monotonic()
+    row = wait_until(
+        lambda: (r := worker_rows(cli)[worker.pid])["items_done"] == 1 and r,
+        timeout=15,
+        what="the row to count the item done",
+        watch=[worker],
+    )
+    finished = time.monotonic()
+    assert row["current_items"] == []
+    assert shown - enqueued < 15 and finished - enqueued < 15  # the first heartbeat is 20 s away
+    worker.send(signal.SIGTERM)
+    assert worker.wait(timeout=60) == OK
+
+
+@pytest.mark.slow
 def test_workers_marks_a_killed_worker_dead_once_its_lease_passes(cli: Cli, procs: Processes) -> None:
     worker = procs.worker(cli.db, "--loop", "--lease", "1s", "--poll-interval", "0.2s")
     wait_until(

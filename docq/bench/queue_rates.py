@@ -22,7 +22,7 @@ from docq.bench.common import (
     scratch_database,
 )
 from docq.config import Settings
-from docq.items import Lease, Result
+from docq.items import Lease, Result, WorkerProgress
 from docq.queue import DocumentQueueService
 
 
@@ -49,17 +49,28 @@ def enqueue(
 
 
 def docq_claim_complete(
-    service: DocumentQueueService, count: int, batch: int, operation: str = "noop"
+    service: DocumentQueueService, count: int, batch: int, operation: str = "noop", *, live_row: bool = False
 ) -> float:
     """Items/s of one worker claiming ``batch`` no-op items at a time and completing them,
-    each completion recorded in the same transaction as the next claim."""
+    each completion recorded in the same transaction as the next claim. With ``live_row``
+    each transaction also writes the worker's row (running items, done), as `docq work`
+    does whenever they change, so that `docq top` sees starts and ends as they happen."""
     worker = "bench:1:cc"
+    if live_row:
+        service.register_worker(worker, operation=operation)
     results: list[tuple[Lease, Result]] = []
     done = 0
     started = time.perf_counter()
     while True:
+        running = tuple(lease.item_id for lease, _result in results)
+        progress = WorkerProgress(worker, running, done) if live_row else None
         _verdicts, claimed = service.exchange(
-            results, operation=operation, limit=min(batch, count - done), worker=worker, lease_seconds=60
+            results,
+            operation=operation,
+            limit=min(batch, count - done),
+            worker=worker,
+            lease_seconds=60,
+            progress=progress,
         )
         results = [(lease, Result(ok=True)) for lease in claimed]
         done += len(claimed)
@@ -130,16 +141,23 @@ with, so that a moment of load on a shared machine does not decide a ratio."""
 
 
 def _noop_rate(
-    options: BenchOptions, settings: Settings, scratch: str, batch: int, *, raw: bool = False
+    options: BenchOptions,
+    settings: Settings,
+    scratch: str,
+    batch: int,
+    *,
+    raw: bool = False,
+    live_row: bool = False,
 ) -> float:
     """Items/s of claim+complete on a fresh queue of ``options.items`` no-op items."""
-    with scratch_database(options, scratch, f"cc{batch}{'raw' if raw else ''}") as target:
+    name = f"cc{batch}{'raw' if raw else ''}{'live' if live_row else ''}"
+    with scratch_database(options, scratch, name) as target:
         service = open_service(target, settings)
         service.add_documents(fake_files(options.items, f"cc{batch}"), operation="noop")
         if raw:
             service.close()
             return raw_claim_complete(target, options.items, batch, settings.synchronous)
-        rate = docq_claim_complete(service, options.items, batch)
+        rate = docq_claim_complete(service, options.items, batch, live_row=live_row)
         service.close()
         return rate
 
@@ -162,6 +180,18 @@ def claim_complete(
     report.add(Measure(section, "bare sqlite3, same SQL, batch 1", raw_rate, "items/s"))
     ratio = docq_rate / raw_rate
     report.add(Measure(section, "docq / bare sqlite3, batch 1", ratio * 100, "%", ">= 50%", ratio >= 0.5))
+    # What keeping the worker's row live costs (docq top sees starts and ends as they happen):
+    # one more UPDATE in each transaction, at worst one a transaction of one item.
+    progress("claim+complete, batch 1, with and without the worker's row kept live")
+    plain = live = 0.0
+    for _ in range(ROUNDS):
+        plain = max(plain, _noop_rate(local, settings, scratch, 1))
+        live = max(live, _noop_rate(local, settings, scratch, 1, live_row=True))
+    report.add(Measure(section, "docq, batch 1, worker row kept live", live, "items/s"))
+    cost = live / plain
+    report.add(
+        Measure(section, "worker row kept live / not, batch 1", cost * 100, "%", ">= 90%", cost >= 0.9)
+    )
     for level, floor in (("normal", 20_000), ("full", 8_000)):
         progress(f"claim+complete, batch 100, synchronous={level}")
         at_level = replace(settings, synchronous=level)  # type: ignore[arg-type]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import wait
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 from docq.config import GiB, Settings, plural
 from docq.db import DatabaseLike
 from docq.errors import DatabaseBusy, DatabaseReplaced, DatabaseUnreachable
-from docq.items import Lease, Result, Verdict
+from docq.items import Lease, Result, Verdict, WorkerProgress
 from docq.leases import new_worker_id
 from docq.queue import DocumentQueueService
 from docq.worker.commands import signal_name
@@ -180,6 +180,7 @@ class WorkLoop:
         self.unstarted: set[int] = set()  # held, claimed ahead, not yet handed to a child
         self.results: list[_Finished] = []  # finished, not yet recorded
         self.claimed_total = 0
+        self.reported: tuple[tuple[int, ...], int] = ((), 0)  # the worker row's running items and done
         self.mean_seconds: float | None = None
         self.next_claim_at = 0.0
         self.next_heartbeat_at = 0.0
@@ -309,6 +310,7 @@ class WorkLoop:
         # child takes them; quick ones are charged at the claim (they start within a
         # few chunks' time, and a commit per chunk would cost more than they take).
         ahead = not self._quick()
+        progress = self._progress(done=self.summary.processed + len(batch))
         outcome = self._guard(
             lambda: self.service.exchange(
                 [(f.lease, f.result) for f in batch],
@@ -317,6 +319,7 @@ class WorkLoop:
                 worker=self.id,
                 lease_seconds=self.settings.lease,
                 started=not ahead,
+                progress=progress,
             )
         )
         if outcome is None:
@@ -345,6 +348,7 @@ class WorkLoop:
         self.next_heartbeat_at = now + self.settings.lease / 3
         self.service.db.check_files()  # raises DatabaseReplaced: the worker must stop
         tokens = {lease.token for lease in self.held.values()}
+        self.reported = (tuple(sorted(self.crew.current_items())), self.summary.processed)
         cancelled = self._guard(
             lambda: self.service.heartbeat(
                 self.id,
@@ -407,6 +411,16 @@ class WorkLoop:
             if self.on_event is not None:
                 self.on_event(ItemEvent(lease, finished.result, verdict))
 
+    def _progress(self, *, done: int, starting: Sequence[int] = ()) -> WorkerProgress | None:
+        """The worker's row as it should read now (its children's items, ``starting`` too),
+        or None if it reads so already: written with the next commit, never with one of its
+        own (a failed commit is set right by the next heartbeat, which always writes it)."""
+        current = tuple(sorted({*self.crew.current_items(), *starting}))
+        if (current, done) == self.reported:
+            return None
+        self.reported = (current, done)
+        return WorkerProgress(self.id, current, done)
+
     def _quick(self) -> bool:
         """Whether items have been taking less than ``SLOW_ITEM`` seconds each."""
         return self.mean_seconds is not None and self.mean_seconds < SLOW_ITEM
@@ -417,7 +431,9 @@ class WorkLoop:
         waiting = [lease for lease in handed if lease.item_id in self.unstarted]
         if not waiting:
             return {lease.item_id for lease in handed}
-        held: set[int] | None = self._guard(lambda: self.service.start(waiting))
+        running = [lease.item_id for lease in handed]
+        progress = self._progress(done=self.summary.processed, starting=running)
+        held: set[int] | None = self._guard(lambda: self.service.start(waiting, progress=progress))
         if held is None:
             return None
         for lease in waiting:
