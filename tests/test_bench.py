@@ -27,6 +27,9 @@ EXPECTED = (
     "docq --version",
     "docq stats above import sqlmodel",
     "idle docq work --loop, resident",
+    "worker row kept live / not, batch 1",
+    "first screen, 1,000 items",
+    "next page of 200, 1,000 items",
 )
 
 

@@ -5,9 +5,9 @@ The layers, top to bottom (a module may import its own layer and any layer below
 
     entry       docq/__main__.py
     cli         docq/cli/            parse, call the library, render
+    tools       docq/bench/          measures the worker, the queue and docq top
     tui         docq/tui/            docq top: Textual, over the library and render
     render      docq/render/         Rich and JSON output; knows no Typer
-    tools       docq/bench/          measures the worker and the queue
     worker      docq/worker/         the loop, children, handlers
     library     docq/queue.py and the modules it uses: what the queue does
     processing  docq/processing/     a file in, text out; knows no queue
@@ -28,7 +28,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "docq"
 
-LAYERS = ["base", "database", "processing", "library", "worker", "tools", "render", "tui", "cli", "entry"]
+LAYERS = ["base", "database", "processing", "library", "worker", "render", "tui", "tools", "cli", "entry"]
 BASE = {"queries", "models", "items", "states", "errors", "config", "paths"}
 DATABASE = {"db", "schema"}
 LIBRARY = {

@@ -24,14 +24,15 @@ pytestmark = pytest.mark.usefixtures("plain_environment")
 
 
 @pytest.fixture
-def queue(tmp_path: Path, sample_docs: Path) -> tuple[str, dict[str, int]]:
-    """Items 1-2 completed, 3 failed (broken.pdf), 4-5 pending: ids by name."""
+def queue(db_target: str, tmp_path: Path, sample_docs: Path) -> tuple[str, dict[str, int]]:
+    """Items 1-2 completed, 3 failed (broken.pdf), 4-5 pending: ids by name (on SQLite,
+    and on PostgreSQL where DOCQ_TEST_PG_URL is set)."""
     folder = tmp_path / "files"
     folder.mkdir()
     for name in ("a.txt", "b.txt"):
         (folder / name).write_text(f"the text of {name}\n", encoding="utf-8")
     shutil.copy(sample_docs / "broken.pdf", folder / "broken.pdf")
-    cli = Cli(str(tmp_path / "q.db"))
+    cli = Cli(db_target)
     cli.ok("enqueue", *(str(folder / n) for n in ("a.txt", "b.txt", "broken.pdf")))
     cli.ok("work", code=3)
     for name in ("c.txt", "d.txt"):
@@ -216,7 +217,8 @@ def test_every_view_draws_at_small_and_large_sizes_and_q_quits(
 
     async def steps(app: TopApp, pilot: Any) -> None:
         overview = screen_text(app)
-        assert "completed" in overview and "failed" in overview and db.split("/")[-1] in overview
+        assert "completed" in overview and "failed" in overview
+        assert db.split("/")[-1] in overview or "postgresql" in overview  # which queue this is
         await pilot.press("w")
         await pilot.pause()
         workers = app.query_one("#worker-table", DataTable)
@@ -236,3 +238,26 @@ def test_off_a_terminal_top_says_what_to_use_instead(queue: tuple[str, dict[str,
     result = Cli(db)("top")
     assert result.exit_code == USAGE
     assert result.stderr == "docq: error: docq top needs a terminal; in scripts use `docq stats --json`\n"
+
+
+def test_no_color_draws_in_greys_only(
+    queue: tuple[str, dict[str, int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import re
+
+    def colours(app: TopApp) -> set[str]:
+        found = set(re.findall(r"fill: #([0-9a-f]{6})", app.export_screenshot()))
+        channels = {c: [int(c[i : i + 2], 16) for i in (0, 2, 4)] for c in found}
+        return {c for c, rgb in channels.items() if max(rgb) - min(rgb) > 8}  # not (nearly) grey
+
+    seen: list[set[str]] = []
+
+    async def steps(app: TopApp, pilot: Any) -> None:
+        seen.append(colours(app))
+
+    db, _ = queue
+    drive(db, steps)
+    monkeypatch.setenv("NO_COLOR", "1")
+    drive(db, steps)
+    assert seen[0], "no colour without NO_COLOR: this test would prove nothing"
+    assert seen[1] == set()

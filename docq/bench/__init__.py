@@ -2,7 +2,7 @@
 
 `docq.bench.queue_rates` measures the queue itself (enqueue, claim+complete, cost as the
 queue grows), `docq.bench.end_to_end` the worker, extraction, start-up and memory, on
-documents from `docq.bench.documents`.
+documents from `docq.bench.documents`, and `docq.bench.top` ``docq top`` on a large queue.
 
 Everything runs on temporary databases (a scratch file beside ``--db`` for SQLite, a
 scratch schema for PostgreSQL) and temporary documents, removed afterwards. Times on a
@@ -24,7 +24,7 @@ __all__ = ["BenchOptions", "Measure", "Report", "run"]
 
 def run(options: BenchOptions, settings: Settings, progress: Progress = lambda _m: None) -> Report:
     """Run every part of the benchmark and return the report."""
-    from docq.bench import end_to_end, queue_rates
+    from docq.bench import end_to_end, queue_rates, top
 
     report = Report(machine=machine(settings))
     scratch = tempfile.mkdtemp(prefix="docq-bench-")
@@ -36,6 +36,7 @@ def run(options: BenchOptions, settings: Settings, progress: Progress = lambda _
         end_to_end.pdfs(report, options, settings, scratch, progress)
         end_to_end.startup(report, scratch, progress)
         end_to_end.idle_worker(report, scratch, progress)
+        top.top_screens(report, options, settings, scratch, progress)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return report

@@ -88,18 +88,18 @@ class TopApp(App[None]):
         yield Static("", id="status")
         yield Footer()
 
-    def _header(self) -> Any:
-        """``docq 0.1.0 · /path/of/q.db``, the path losing its start when the line is short."""
-        from rich.table import Table
+    def _header(self, width: int = 80) -> Any:
+        """``docq 0.1.0 · /path/of/q.db`` in ``width`` columns, the path losing its start."""
+        from rich.text import Text
 
-        from docq.render.output import PathCell
+        from docq.render.output import left_truncated
 
-        line = Table.grid()
-        line.add_column(no_wrap=True)
-        line.add_column(no_wrap=True)
-        line.add_column(no_wrap=True)
-        line.add_row(f"docq {__version__} · ", PathCell(self.where), " · read-only" if self.read_only else "")
-        return line
+        prefix, suffix = f"docq {__version__} · ", " · read-only" if self.read_only else ""
+        room = max(8, width - 4 - len(prefix) - len(suffix))  # the header's padding, and a margin
+        return Text(prefix + left_truncated(self.where, room) + suffix, no_wrap=True, overflow="ellipsis")
+
+    def on_resize(self) -> None:
+        self.query_one("#header", Static).update(self._header(self.size.width))
 
     def on_mount(self) -> None:
         items = self.query_one("#item-table", DataTable)
