@@ -99,10 +99,9 @@ def detail_renderable(view: DocumentView, item_view: ItemView) -> Any:
     facts.add_row("path", escape(shown_path(view.path)))
     if item.last_error:
         facts.add_row("last error", f"[red]{escape(item.last_error)}[/]")
-    for key in ("title", "author", "pages", "words", "needs_ocr"):
-        value = view.metadata.get(key)
-        if value not in (None, ""):
-            facts.add_row(key, escape(str(value)))
+    for key, value in view.metadata.items():  # everything the extractor found
+        if value not in (None, "", [], {}):
+            facts.add_row(key, escape(str(value))[:300])
     attempts = Table(
         "#", "Worker", "Started", "Took", "Outcome", "Error", title="Attempts", title_justify="left"
     )
