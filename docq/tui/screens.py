@@ -33,7 +33,7 @@ class Confirm(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.question, id="question")
+            yield Static(self.question, id="question")  # a Static wraps a long question
             yield Label("[b]y[/] yes · [b]n[/] no", classes="hint")
 
     def action_answer(self, answer: bool) -> None:
