@@ -7,6 +7,7 @@ The layers, top to bottom (a module may import its own layer and any layer below
     cli         docq/cli/            parse, call the library, render
     tools       docq/bench/          measures the worker, the queue and docq top
     tui         docq/tui/            docq top: Textual, over the library and render
+    web         docq/web/            docq serve: FastAPI, over the library and render
     render      docq/render/         Rich and JSON output; knows no Typer
     worker      docq/worker/         the loop, children, handlers
     library     docq/queue.py and the modules it uses: what the queue does
@@ -28,7 +29,19 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "docq"
 
-LAYERS = ["base", "database", "processing", "library", "worker", "render", "tui", "tools", "cli", "entry"]
+LAYERS = [
+    "base",
+    "database",
+    "processing",
+    "library",
+    "worker",
+    "render",
+    "tui",
+    "web",
+    "tools",
+    "cli",
+    "entry",
+]
 BASE = {"queries", "models", "items", "states", "errors", "config", "paths"}
 DATABASE = {"db", "schema"}
 LIBRARY = {
@@ -49,6 +62,7 @@ PACKAGES = {
     "cli": "cli",
     "render": "render",
     "tui": "tui",
+    "web": "web",
     "bench": "tools",
     "worker": "worker",
     "processing": "processing",
@@ -201,4 +215,4 @@ def test_the_command_line_loads_no_library_before_a_command_runs() -> None:
     loaded = _loaded_by("import docq.cli")
     assert not {name for name in loaded if name.split(".")[0] in ("sqlalchemy", "sqlmodel", "psycopg")}
     assert not {"docq.queue", "docq.db", "docq.worker.loop", "docq.processing"} & loaded
-    assert not {name for name in loaded if name.split(".")[0] == "textual"}  # only docq top needs it
+    assert not {name for name in loaded if name.split(".")[0] in ("textual", "fastapi", "uvicorn")}

@@ -2,8 +2,8 @@
 
 `docq.cli.app` holds the Typer app, the error boundary and the global options; each
 other module adds one group of commands to it: `queue` (enqueue, reprocess, retry,
-cancel, purge), `work`, `inspect` (stats, show, list, workers, export, top) and `admin`
-(doctor, migrate, copy, bench).
+cancel, purge), `work`, `inspect` (stats, show, list, workers, export, top), `admin`
+(doctor, migrate, copy, bench) and `serve`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from docq.cli.app import app
 
 # Each module registers its commands on `app`; their order here is their order in --help.
 # isort: off
-from docq.cli import queue, work, inspect, admin  # noqa: F401
+from docq.cli import queue, work, inspect, admin, serve  # noqa: F401
 # isort: on
 
 __all__ = ["app", "run"]
