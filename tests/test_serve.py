@@ -236,3 +236,105 @@ def test_healthz_says_503_when_the_database_is_gone(pg_url: str, tmp_path: Path)
         assert status == 503 and answer["status"] == "unavailable", answer
     finally:
         running.stop()
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def test_a_browser_gets_the_token_as_a_cookie_and_needs_the_csrf_token_to_change_anything(
+    server: Server,
+) -> None:
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        opener.open(f"http://127.0.0.1:{server.port}/?token={TOKEN}", timeout=30)
+        raise AssertionError("no redirect")
+    except urllib.error.HTTPError as answer:
+        assert answer.code == 303 and answer.headers["location"] == "/"
+        cookie = answer.headers["set-cookie"]
+    assert cookie.startswith(f"docq_token={TOKEN};") and "HttpOnly" in cookie and "SameSite=strict" in cookie
+
+    def browser(method: str, path: str, csrf: str | None = None) -> tuple[int, str]:
+        request = urllib.request.Request(f"http://127.0.0.1:{server.port}{path}", method=method)
+        request.add_header("Cookie", f"docq_token={TOKEN}")
+        if csrf is not None:
+            request.add_header("X-CSRF-Token", csrf)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    status, page = browser("GET", "/")
+    assert status == 200 and "<title>docq</title>" in page
+    csrf = page.split('<meta name="csrf" content="', 1)[1].split('"', 1)[0]
+    assert len(csrf) == 64 and TOKEN not in page
+    status, refused = browser("POST", "/api/items/1/cancel")
+    assert status == 403 and "CSRF" in json.loads(refused)["error"]
+    assert browser("POST", "/api/items/1/cancel", csrf="0" * 64)[0] == 403
+    assert browser("POST", "/api/items/1/cancel", csrf=csrf)[0] == 200
+    assert "https://" not in page and "http://" not in page  # nothing from a CDN: it works offline
+
+
+def test_metrics_parse_and_match_the_stats(server: Server) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    assert server.upload("a.txt", b"a\n")[0] == 202
+    assert server.call("POST", "/api/process?max_items=1")[1]["completed"] == 1
+    stats = server.call("GET", "/api/stats")[1]
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(server.call("GET", "/metrics")[1])
+        for sample in family.samples
+    }
+    for status in ("pending", "in_progress", "completed", "failed", "cancelled"):
+        expected = stats["by_operation"]["process"][status]
+        assert samples[("docq_items", (("operation", "process"), ("status", status)))] == expected, status
+    assert samples[("docq_items_completed_total", ())] == stats["completed"]
+    assert samples[("docq_retrying_items", ())] == stats["retrying"]
+    assert samples[("docq_workers", (("state", "stopped"),))] == 1  # the cron endpoint's worker
+
+
+def test_public_metrics_need_no_token(tmp_path: Path) -> None:
+    db = str(tmp_path / "q.db")
+    assert run_docq("enqueue", "--from", "/dev/null", db=db).returncode == 0
+    running = Server(db, "--public-metrics")
+    try:
+        assert running.call("GET", "/metrics", token=None)[0] == 200
+        assert running.call("GET", "/api/stats", token=None)[0] == 401
+    finally:
+        running.stop()
+
+
+def test_an_application_of_your_own_mounts_the_router(tmp_path: Path) -> None:
+    db = str(tmp_path / "q.db")
+    assert run_docq("enqueue", "--from", "/dev/null", db=db).returncode == 0
+    (tmp_path / "myapp.py").write_text(
+        "from fastapi import FastAPI\n"
+        "from docq.web import api_router\n"
+        "app = FastAPI()\n"
+        f"app.include_router(api_router({db!r}), prefix='/queue')\n",
+        encoding="utf-8",
+    )
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "myapp:app", "--port", str(port), "--log-level", "warning"],
+        cwd=tmp_path,
+        env=docq_env(db),
+    )
+    try:
+        deadline, answer = time.monotonic() + 30, None
+        while time.monotonic() < deadline and answer is None:
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/queue/api/stats", timeout=5
+                ) as response:
+                    answer = json.loads(response.read())
+            except OSError:
+                time.sleep(0.2)
+        assert answer is not None and answer["total"] == 0
+        check("docq stats --json", answer)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -32,13 +32,17 @@ def serve(
             parser=size, metavar="SIZE", envvar="DOCQ_MAX_SIZE", help="Refuse larger uploads (413)."
         ),
     ] = "256M",  # type: ignore[assignment]
+    public_metrics: Annotated[
+        bool, typer.Option("--public-metrics", help="Serve /metrics without the token (for Prometheus).")
+    ] = False,
 ) -> None:
     """Serve the queue over HTTP: upload, documents, items, purge, stats, metrics.
 
-    A JSON API (OpenAPI at /docs) with the shapes of the CLI's --json, a cron endpoint
-    (POST /api/process runs a bounded docq work in a subprocess), /healthz and /metrics
-    (Prometheus). Every endpoint but /healthz needs the token: DOCQ_TOKEN, else one made at
-    start and printed with the URL. Needs the web extra: pip install "docq[web]".
+    A dashboard at /, a JSON API (OpenAPI at /docs) with the shapes of the CLI's --json,
+    a cron endpoint (POST /api/process runs a bounded docq work in a subprocess), /healthz
+    and /metrics (Prometheus). Every endpoint but /healthz needs the token: DOCQ_TOKEN, else
+    one made at start and printed with the URL, which a browser opens once. Needs the web
+    extra: pip install "docq[web]".
 
     **Examples**
 
@@ -54,11 +58,16 @@ def serve(
     run = Invocation.of(ctx)
     queue = run.service()
     token = os.environ.get("DOCQ_TOKEN") or new_token()
-    where = queue.db.target.path
-    uploads = upload_dir or (os.path.join(os.path.dirname(where), "uploads") if where else None)
-    if uploads is None:
+    if upload_dir is None and queue.db.target.path is None:
         raise UsageError("give --upload-dir: the queue is not a file, so there is no folder beside it")
-    app = create_app(queue, token=token, upload_dir=uploads, max_size=max_size, read_only=read_only)
+    app = create_app(
+        queue,
+        token=token,
+        upload_dir=upload_dir,
+        max_size=max_size,
+        read_only=read_only,
+        public_metrics=public_metrics,
+    )
     shown = "localhost" if host in ("127.0.0.1", "::1") else host
     output.warn(f"serving {queue.db.target.display} at http://{shown}:{port}/?token={token}")
     uvicorn.run(app, host=host, port=port, log_level="warning")

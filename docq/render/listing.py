@@ -68,9 +68,9 @@ def cut_at_limit(shown: int, matching: int) -> None:
         output.warn(f"showing {shown:,} of {matching:,}: --limit N or --all for more")
 
 
-def workers(rows: Sequence[Worker], ahead: Mapping[str, int], *, now: float, as_json: bool) -> None:
-    """``docq workers``; ``ahead`` counts the items each holds, claimed ahead."""
-    data = [
+def worker_dicts(rows: Sequence[Worker], ahead: Mapping[str, int], now: float) -> list[dict[str, Any]]:
+    """Workers in ``docq workers --json`` form; ``ahead`` counts the items each holds, claimed ahead."""
+    return [
         {
             "id": w.id,
             "host": w.host,
@@ -86,6 +86,11 @@ def workers(rows: Sequence[Worker], ahead: Mapping[str, int], *, now: float, as_
         }
         for w in rows
     ]
+
+
+def workers(rows: Sequence[Worker], ahead: Mapping[str, int], *, now: float, as_json: bool) -> None:
+    """``docq workers``; ``ahead`` counts the items each holds, claimed ahead."""
+    data = worker_dicts(rows, ahead, now)
     if as_json:
         output.print_json(data)
         return

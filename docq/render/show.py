@@ -70,6 +70,15 @@ def document_dict(view: DocumentView) -> dict[str, Any]:
     }
 
 
+def item_with_document(view: DocumentView, item_view: ItemView) -> dict[str, Any]:
+    """An item in ``docq show --item --json`` form: with its history and its document."""
+    document = view.document
+    return {
+        **item_dict(item_view),
+        "document": {"id": document.id, "path": document.path, "status": document.status},
+    }
+
+
 def document(view: DocumentView, *, as_json: bool, full_text: bool) -> None:
     """``docq show DOC``."""
     if as_json:
@@ -88,13 +97,7 @@ def document(view: DocumentView, *, as_json: bool, full_text: bool) -> None:
 def item(view: DocumentView, item_view: ItemView, *, as_json: bool) -> None:
     """``docq show --item ID``."""
     if as_json:
-        data = item_dict(item_view)
-        data["document"] = {
-            "id": view.document.id,
-            "path": view.document.path,
-            "status": view.document.status,
-        }
-        output.print_json(data)
+        output.print_json(item_with_document(view, item_view))
         return
     _header(view)
     _item_block(item_view)
