@@ -338,3 +338,31 @@ def test_an_application_of_your_own_mounts_the_router(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_twenty_clients_uploading_fifty_documents_each_lose_nothing(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    db = str(tmp_path / "q.db")
+    assert run_docq("enqueue", "--from", "/dev/null", db=db).returncode == 0
+    running = Server(db, "--upload-dir", str(tmp_path / "uploads"))
+
+    def client(number: int) -> list[int]:
+        return [
+            running.upload(f"c{number}-{n}.txt", f"client {number} upload {n}\n".encode())[0]
+            for n in range(50)
+        ]
+
+    try:
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            statuses = [status for answers in pool.map(client, range(20)) for status in answers]
+        seconds = time.monotonic() - started
+        assert statuses.count(202) == 1000, sorted(set(statuses))
+        stats = running.call("GET", "/api/stats")[1]
+        assert stats["pending"] == 1000 and stats["total"] == 1000
+        assert len(list((tmp_path / "uploads").iterdir())) == 1000
+        print(f"\n1,000 uploads from 20 clients in {seconds:.1f} s ({1000 / seconds:.0f}/s)")
+    finally:
+        running.stop()
