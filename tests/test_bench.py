@@ -66,3 +66,15 @@ def test_bench_text_report_is_a_table(capsys: pytest.CaptureFixture[str]) -> Non
     out = capsys.readouterr().out
     assert "claim+complete" in out and "2,500 items/s" in out and "91.0%" in out
     assert "met" in out and "missed" in out
+
+
+def test_the_web_bench_reports_uploads_beside_a_bare_endpoint() -> None:
+    pytest.importorskip("fastapi", reason='the web extra is not installed: pip install "docq[web]"')
+    result = run_docq("bench", "--web", "--quick", "--json", timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    check("docq bench --json", report)
+    values = {measure["name"]: measure["value"] for measure in report["measures"]}
+    for name in ("docq serve", "bare FastAPI endpoint, file written only"):
+        assert values[f"{name}: uploads/s"] > 0 and 0 < values[f"{name}: p50"] <= values[f"{name}: p99"]
+    assert values["docq serve / bare endpoint"] > 0

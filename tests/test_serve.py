@@ -92,6 +92,7 @@ class Server:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
+    """A server on a SQLite queue holding one pending document (item 1)."""
     db = str(tmp_path / "q.db")
     (tmp_path / "seed.txt").write_text("seed\n", encoding="utf-8")
     assert run_docq("enqueue", str(tmp_path / "seed.txt"), db=db).returncode == 0
@@ -364,5 +365,34 @@ def test_twenty_clients_uploading_fifty_documents_each_lose_nothing(tmp_path: Pa
         assert stats["pending"] == 1000 and stats["total"] == 1000
         assert len(list((tmp_path / "uploads").iterdir())) == 1000
         print(f"\n1,000 uploads from 20 clients in {seconds:.1f} s ({1000 / seconds:.0f}/s)")
+    finally:
+        running.stop()
+
+
+def test_a_pdf_uploaded_is_pending_then_processed_and_a_failed_one_retried(
+    db_target: str, tmp_path: Path, sample_docs: Path
+) -> None:
+    """The seed's flow, on SQLite and PostgreSQL: upload, "pending" at once, a worker
+    processes it, the text is there; a corrupt PDF fails and is retried over HTTP."""
+    assert run_docq("enqueue", "--from", "/dev/null", db=db_target).returncode == 0
+    running = Server(db_target, "--upload-dir", str(tmp_path / "uploads"))
+    try:
+        status, report = running.upload("report.pdf", (sample_docs / "report.pdf").read_bytes())
+        assert status == 202 and report["status"] == "pending"
+        status, broken = running.upload("broken.pdf", (sample_docs / "broken.pdf").read_bytes())
+        assert running.call("GET", f"/api/documents/{report['document_id']}")[1]["status"] == "pending"
+        assert run_docq("work", db=db_target).returncode == 3  # the broken one fails for good
+        document = running.call("GET", f"/api/documents/{report['document_id']}")[1]
+        assert document["status"] == "processed" and document["metadata"]["pages"] == 3
+        text = running.call("GET", f"/api/documents/{report['document_id']}/text")[1]
+        assert "Riverside" in text
+        item = running.call("GET", f"/api/items/{broken['item_id']}")[1]
+        assert item["status"] == "failed" and "corrupt" in item["last_error"]
+        check("docq show --item ID --json", item)
+        assert (
+            running.call("POST", f"/api/items/{broken['item_id']}/retry")[1]["changes"][0]["action"]
+            == "retried"
+        )
+        assert running.call("GET", f"/api/items/{broken['item_id']}")[1]["status"] == "pending"
     finally:
         running.stop()

@@ -19,7 +19,7 @@ import tempfile
 from docq.bench.common import BenchOptions, Measure, Progress, Report, machine
 from docq.config import Settings
 
-__all__ = ["BenchOptions", "Measure", "Report", "run"]
+__all__ = ["BenchOptions", "Measure", "Report", "run", "run_web"]
 
 
 def run(options: BenchOptions, settings: Settings, progress: Progress = lambda _m: None) -> Report:
@@ -37,6 +37,26 @@ def run(options: BenchOptions, settings: Settings, progress: Progress = lambda _
         end_to_end.startup(report, scratch, progress)
         end_to_end.idle_worker(report, scratch, progress)
         top.top_screens(report, options, settings, scratch, progress)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return report
+
+
+def run_web(options: BenchOptions, settings: Settings, progress: Progress = lambda _m: None) -> Report:
+    """``docq bench --web``: uploads to ``docq serve`` beside a bare FastAPI endpoint."""
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        from docq.errors import DatabaseError
+
+        raise DatabaseError('the web server is not installed: pip install "docq[web]"') from None
+    from docq.bench import web
+
+    report = Report(machine=machine(settings))
+    scratch = tempfile.mkdtemp(prefix="docq-bench-")
+    try:
+        web.web(report, options, scratch, progress)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return report

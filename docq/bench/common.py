@@ -47,12 +47,23 @@ class BenchOptions:
     pages: int = 10
     small_pdfs: int = 400
     top_items: int = 100_000
+    uploads: int = 2_000  # docq bench --web: uploads to each server
     large: bool = False
     target: str | None = None  # --db: where the scratch databases go
 
     def quick(self) -> BenchOptions:
         """A run of a few seconds that still reports every figure."""
-        return replace(self, files=300, items=300, texts=200, pdfs=4, pages=3, small_pdfs=20, top_items=1_000)
+        return replace(
+            self,
+            files=300,
+            items=300,
+            texts=200,
+            pdfs=4,
+            pages=3,
+            small_pdfs=20,
+            top_items=1_000,
+            uploads=200,
+        )
 
 
 @dataclass

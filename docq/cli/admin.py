@@ -96,6 +96,14 @@ def bench(
             "a row per seed. Exit 1 if any run broke a promise.",
         ),
     ] = False,
+    web: Annotated[
+        bool,
+        typer.Option(
+            "--web",
+            help="Instead: uploads to docq serve from 20 clients, beside a bare FastAPI endpoint "
+            "(uploads/s, p50, p99). Needs the web extra.",
+        ),
+    ] = False,
     seeds: Annotated[int, typer.Option(min=1, help="With --nemesis: how many seeds (runs).")] = 5,
     first_seed: Annotated[int, typer.Option("--seed", help="With --nemesis: the first seed.")] = 1,
     as_json: JsonOption = False,
@@ -110,7 +118,8 @@ def bench(
     SQLite's). --synchronous applies.
 
     With --nemesis, a fault-injection run instead, about a minute a seed (--quick: about
-    ten seconds, the size the test suite runs): see README, "Fault injection".
+    ten seconds, the size the test suite runs): see README, "Fault injection". With --web,
+    uploads over HTTP to docq serve beside a bare FastAPI endpoint.
 
     **Examples**
 
@@ -118,6 +127,7 @@ def bench(
           docq bench --quick --json
           docq --db postgresql+psycopg://postgres@localhost/test bench
           docq bench --nemesis --seeds 5
+          docq bench --web
     """
     from docq import bench as benchmark
     from docq.render import admin as render
@@ -130,7 +140,11 @@ def bench(
     )
     if quick:
         options = options.quick()
-    report = benchmark.run(options, run.settings, progress=render.bench_progress(enabled=not as_json))
+    progress = render.bench_progress(enabled=not as_json)
+    if web:
+        report = benchmark.run_web(options, run.settings, progress=progress)
+    else:
+        report = benchmark.run(options, run.settings, progress=progress)
     if as_json:
         output.print_json(render.bench_dict(report))
     else:

@@ -260,6 +260,11 @@ def create_app(
     async def http_error(_request: Request, error: HTTPException) -> JSONResponse:
         return JSONResponse({"error": error.detail}, status_code=error.status_code)
 
+    @app.exception_handler(Exception)
+    async def internal_error(_request: Request, error: Exception) -> JSONResponse:
+        # the last resort, as the CLI's: one line, never a traceback in the answer
+        return JSONResponse({"error": f"internal error: {type(error).__name__}: {error}"}, status_code=500)
+
     @app.exception_handler(RequestValidationError)
     async def bad_request(_request: Request, error: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
