@@ -190,10 +190,11 @@ def test_detail_shows_every_attempt_and_the_text(queue: tuple[str, dict[str, int
         await pilot.press("i", "down", "down", "enter")
         await pilot.pause()
         assert isinstance(app.screen, Detail) and app.screen.item.item.id == ids["broken.pdf"]
+        await pilot.pause(0.3)  # refreshes come due while the detail holds the screen
         await pilot.press("escape")
         assert not isinstance(app.screen, Detail)
 
-    drive(db, steps)
+    drive(db, steps, interval=0.05)
     from rich.console import Console
 
     service = DocumentQueueService(Database(db), settings=Settings(db=db))

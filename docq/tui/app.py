@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
 
 from docq import __version__
@@ -110,13 +111,19 @@ class TopApp(App[None]):
         self.set_interval(self.interval, self.refresh_all)
 
     def refresh_all(self) -> None:
-        """Read everything shown again; a read that fails says so in the status line."""
+        """Read everything shown again; a read that fails says so in the status line. Not
+        while a dialog or the detail is open: it holds the screen, and the rows under a
+        question must not change."""
+        if len(self.screen_stack) > 1:
+            return
         try:
             self._refresh_overview()
             self._refresh_items()
             self._refresh_workers()
         except DocqError as error:
             self.say(f"cannot read the queue: {error}")
+        except NoMatches:  # a refresh that came due as the app closes: its widgets are gone
+            return
 
     def _refresh_overview(self) -> None:
         from rich.console import Group
