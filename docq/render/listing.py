@@ -34,6 +34,16 @@ def item_row_dict(row: ItemRow) -> dict[str, Any]:
     }
 
 
+def status_label(item: Any) -> str:
+    """An item's status for people: ``retrying`` for a pending item that failed before,
+    ``claimed ahead`` for a leased one no child has started yet."""
+    if item.status == "pending" and item.attempts:
+        return "retrying"
+    if item.status == "in_progress" and not item.started:
+        return "claimed ahead"
+    return str(item.status)
+
+
 def item_list(rows: Sequence[ItemRow], *, as_json: bool) -> None:
     """``docq list``."""
     if as_json:
@@ -46,9 +56,7 @@ def item_list(rows: Sequence[ItemRow], *, as_json: bool) -> None:
     grid = output.table("Item", "Doc", "Operation", "Status", "Try", "Queued", "Path", "Last error")
     for row in rows:
         item = row.item
-        status = "retrying" if item.status == "pending" and item.attempts else item.status
-        if item.status == "in_progress" and not item.started:
-            status = "claimed ahead"
+        status = status_label(item)
         grid.add_row(
             str(item.id),
             str(item.document_id),

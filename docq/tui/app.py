@@ -150,6 +150,7 @@ class TopApp(App[None]):
 
     def _refresh_items(self) -> None:
         from docq import views
+        from docq.render.listing import status_label
 
         table = self.query_one("#item-table", DataTable)
         rows = views.list_items(self.service.db, self._item_filter())
@@ -159,9 +160,7 @@ class TopApp(App[None]):
         self.rows = {}
         for row in rows:
             item = row.item
-            status = "retrying" if item.status == "pending" and item.attempts else item.status
-            if item.status == "in_progress" and not item.started:
-                status = "claimed ahead"
+            status = status_label(item)
             table.add_row(
                 "*" if item.id in self.marked else "",
                 str(item.id),
